@@ -1,0 +1,36 @@
+"""bench: choose the network, the hardware and the distributed optimizer, by measurement.
+
+A plugin needs one import::
+
+    from harness import hookimpl, ModelSpec, HardwareSpec, OptionSpec, RunResult
+"""
+from harness.errors import BenchUsageError
+from harness.plugins.hookspecs import hookimpl
+from harness.specs import (
+    AnalyzerSpec,
+    HardwareSpec,
+    ModelSpec,
+    OptimizerSpec,
+    OptionSpec,
+    ProblemSpec,
+    ReportedMetric,
+    RunRequest,
+    RunResult,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AnalyzerSpec",
+    "BenchUsageError",
+    "HardwareSpec",
+    "ModelSpec",
+    "OptimizerSpec",
+    "OptionSpec",
+    "ProblemSpec",
+    "ReportedMetric",
+    "RunRequest",
+    "RunResult",
+    "hookimpl",
+    "__version__",
+]

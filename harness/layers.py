@@ -1,0 +1,259 @@
+"""The layer table: the one place that knows a network's shapes, parameters and MACs.
+
+``layer_table(model, input_size)`` runs one forward pass on zeros and records
+every tensor operation that matters for cost (convolutions, fully connected
+layers, pooling, normalization, activations, element-wise adds, concatenations)
+at the functional level, so it sees operations written inline in ``forward``
+(``x + y``, ``torch.cat``) as well as those inside ``nn`` modules. It works for
+any ``torch.nn.Module``, third-party ones included. Every hardware backend
+consumes this table.
+
+Counting conventions (the standard ones):
+
+- MACs: one multiply-add per weight use. A convolution costs
+  ``out_h * out_w * cout * (cin / groups) * kh * kw`` per sample; a fully
+  connected layer ``in_features * out_features``. Bias additions, pooling,
+  normalization, activations and element-wise adds cost no MACs (their element
+  counts are in ``elements``).
+- Parameters: the weights and biases the operation uses (BatchNorm's affine
+  scale and shift, not its running statistics).
+- Shapes are per sample, ``(C, H, W)`` or ``(F,)``; ``macs`` and ``elements``
+  cover the whole batch.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+# Layer kinds.
+CONV, GROUPED_CONV, DEPTHWISE_CONV, FC = "conv", "gconv", "dwconv", "fc"
+MAXPOOL, AVGPOOL, BATCHNORM, ACTIVATION = "maxpool", "avgpool", "bn", "act"
+ADD, CONCAT, DROPOUT, RESHAPE = "add", "concat", "dropout", "reshape"
+COMPUTE_KINDS = (CONV, GROUPED_CONV, DEPTHWISE_CONV, FC)
+
+
+@dataclass
+class Layer:
+    """One operation of a network, as hardware models need it."""
+
+    name: str
+    kind: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    kernel: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    groups: int = 1
+    params: int = 0
+    macs: int = 0
+    batch: int = 1
+    elements: int = 0  # output elements over the batch (work of non-MAC layers)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cin(self) -> int:
+        return self.in_shape[0]
+
+    @property
+    def cout(self) -> int:
+        return self.out_shape[0]
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        return (self.out_shape[1], self.out_shape[2]) if len(self.out_shape) == 3 else (1, 1)
+
+    @property
+    def in_hw(self) -> tuple[int, int]:
+        return (self.in_shape[1], self.in_shape[2]) if len(self.in_shape) == 3 else (1, 1)
+
+    @property
+    def is_compute(self) -> bool:
+        return self.kind in COMPUTE_KINDS
+
+    def as_dict(self) -> dict[str, Any]:
+        row = asdict(self)
+        for key in ("in_shape", "out_shape", "kernel", "stride", "padding"):
+            row[key] = list(row[key])
+        return row
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    if isinstance(value, (tuple, list)):
+        return (int(value[0]), int(value[-1]))
+    return (int(value), int(value))
+
+
+def _numel(shape: Sequence[int]) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
+
+
+def _arg(args: tuple, kwargs: dict, index: int, name: str, default: Any) -> Any:
+    if name in kwargs:
+        return kwargs[name]
+    return args[index] if len(args) > index else default
+
+
+def _conv_kind(cin: int, cout: int, groups: int) -> str:
+    if groups == 1:
+        return CONV
+    if groups == cin and cout % cin == 0:
+        return DEPTHWISE_CONV
+    return GROUPED_CONV
+
+
+def layer_table(model: Any, input_size: Sequence[int], batch: int = 1) -> list[Layer]:
+    """Run ``model`` once on zeros of shape ``(batch, *input_size)`` and return its layers.
+
+    The model is put in eval mode for the pass and restored afterwards.
+    """
+    import torch
+    import torch.nn.functional as F
+    from torch.overrides import TorchFunctionMode
+
+    layers: list[Layer] = []
+    scope: list[str] = []  # names of the modules currently running
+    used_names: dict[str, int] = {}
+
+    def unique(name: str) -> str:
+        count = used_names.get(name, 0)
+        used_names[name] = count + 1
+        return name if count == 0 else f"{name}.{count}"
+
+    def shape(t: Any) -> tuple[int, ...]:
+        return tuple(int(s) for s in t.shape[1:]) if isinstance(t, torch.Tensor) else ()
+
+    def record(kind: str, op: str, inp: Any, out: Any, **attrs: Any) -> None:
+        where = scope[-1] if scope else ""
+        # A leaf module's first op is named by the module; other ops add their own name.
+        leaf = attrs.pop("leaf", False)
+        name = where if leaf and where not in used_names else (f"{where}.{op}" if where else op)
+        out_t = out[0] if isinstance(out, (tuple, list)) else out
+        layers.append(
+            Layer(
+                name=unique(name),
+                kind=kind,
+                in_shape=shape(inp),
+                out_shape=shape(out_t),
+                batch=batch,
+                elements=int(out_t.numel()) if isinstance(out_t, torch.Tensor) else 0,
+                **attrs,
+            )
+        )
+
+    class Recorder(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            leaf = bool(scope) and scope[-1] in leaf_names
+            fname = getattr(func, "__name__", "")
+            if func is F.conv2d or fname == "conv2d":
+                x, w = args[0], _arg(args, kwargs, 1, "weight", None)
+                b = _arg(args, kwargs, 2, "bias", None)
+                groups = int(_arg(args, kwargs, 6, "groups", 1))
+                padding = _arg(args, kwargs, 4, "padding", 0)
+                if isinstance(padding, str):  # 'same' / 'valid'
+                    padding = [(k - 1) // 2 for k in w.shape[2:]] if padding == "same" else 0
+                cout, cin_g, kh, kw = (int(s) for s in w.shape)
+                oh, ow = int(out.shape[2]), int(out.shape[3])
+                record(
+                    _conv_kind(int(x.shape[1]), cout, groups), "conv", x, out,
+                    kernel=(kh, kw), stride=_pair(_arg(args, kwargs, 3, "stride", 1)),
+                    padding=_pair(padding), groups=groups,
+                    params=int(w.numel()) + (int(b.numel()) if b is not None else 0),
+                    macs=batch * oh * ow * cout * cin_g * kh * kw, leaf=leaf,
+                )
+            elif func is F.linear or fname == "linear":
+                x, w = args[0], _arg(args, kwargs, 1, "weight", None)
+                b = _arg(args, kwargs, 2, "bias", None)
+                rows = _numel(x.shape[:-1])
+                record(
+                    FC, "fc", x, out,
+                    params=int(w.numel()) + (int(b.numel()) if b is not None else 0),
+                    macs=rows * int(w.shape[0]) * int(w.shape[1]), leaf=leaf,
+                )
+            elif fname in {"max_pool2d", "_max_pool2d", "max_pool2d_with_indices"}:
+                k = _pair(_arg(args, kwargs, 1, "kernel_size", 1))
+                s = _arg(args, kwargs, 2, "stride", None)
+                record(
+                    MAXPOOL, "maxpool", args[0], out, kernel=k, stride=_pair(s or k),
+                    padding=_pair(_arg(args, kwargs, 3, "padding", 0)), leaf=leaf,
+                    extra={"ceil_mode": bool(_arg(args, kwargs, 5, "ceil_mode", False))},
+                )
+            elif fname == "avg_pool2d":
+                k = _pair(_arg(args, kwargs, 1, "kernel_size", 1))
+                s = _arg(args, kwargs, 2, "stride", None)
+                record(
+                    AVGPOOL, "avgpool", args[0], out, kernel=k, stride=_pair(s or k),
+                    padding=_pair(_arg(args, kwargs, 3, "padding", 0)), leaf=leaf,
+                )
+            elif fname == "adaptive_avg_pool2d" or (
+                fname == "mean" and isinstance(args[0], torch.Tensor) and args[0].dim() == 4
+            ):
+                x = args[0]
+                record(AVGPOOL, "avgpool", x, out, kernel=(int(x.shape[2]), int(x.shape[3])),
+                       stride=(int(x.shape[2]), int(x.shape[3])), leaf=leaf)
+            elif fname == "batch_norm":
+                w = _arg(args, kwargs, 3, "weight", None)
+                b = _arg(args, kwargs, 4, "bias", None)
+                params = sum(int(t.numel()) for t in (w, b) if t is not None)
+                record(BATCHNORM, "bn", args[0], out, params=params, leaf=leaf)
+            elif fname in {"relu", "relu_", "relu6", "hardtanh", "hardtanh_", "sigmoid",
+                           "silu", "gelu", "leaky_relu", "hardswish", "tanh"}:
+                record(ACTIVATION, fname.rstrip("_"), args[0], out, leaf=leaf)
+            elif fname in {"add", "__add__", "__iadd__", "add_", "__radd__"} and all(
+                isinstance(a, torch.Tensor) and a.dim() >= 2 for a in args[:2]
+            ):
+                record(ADD, "add", args[0], out, leaf=leaf)
+            elif fname in {"cat", "concat", "concatenate"}:
+                tensors = args[0] if args else kwargs["tensors"]
+                record(CONCAT, "concat", tensors[0], out, leaf=leaf,
+                       extra={"inputs": [list(shape(t)) for t in tensors]})
+            elif fname in {"dropout", "dropout_"}:
+                record(DROPOUT, "dropout", args[0], out, leaf=leaf)
+            elif fname in {"flatten", "view", "reshape"} and isinstance(args[0], torch.Tensor) \
+                    and args[0].dim() == 4 and isinstance(out, torch.Tensor) and out.dim() == 2:
+                record(RESHAPE, "flatten", args[0], out, leaf=leaf)
+            return out
+
+    leaf_names: set[str] = set()
+    handles = []
+    for mod_name, module in model.named_modules():
+        if not mod_name:
+            continue
+        if not any(True for _ in module.children()):
+            leaf_names.add(mod_name)
+
+        def pre(_m, _inp, _name=mod_name):
+            scope.append(_name)
+
+        def post(_m, _inp, _out, _name=mod_name):
+            if scope and scope[-1] == _name:
+                scope.pop()
+
+        handles.append(module.register_forward_pre_hook(pre))
+        handles.append(module.register_forward_hook(post))
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), Recorder():
+            model(torch.zeros((batch, *input_size)))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return layers
+
+
+def totals(layers: Sequence[Layer]) -> dict[str, int]:
+    """Sums a report shows under a layer table."""
+    return {
+        "layers": len(layers),
+        "compute_layers": sum(1 for l in layers if l.is_compute),
+        "params": sum(l.params for l in layers),
+        "params_conv_fc": sum(l.params for l in layers if l.is_compute),
+        "macs": sum(l.macs for l in layers),
+    }

@@ -1,0 +1,1 @@
+"""Plugin machinery: hook specifications (``hookspecs``) and the manager that loads plugins."""

@@ -1,0 +1,244 @@
+"""The plugin manager: finds every plugin, isolates the broken ones, and hands out specs.
+
+Built-in plugins and third-party packages are found the same way, through the
+entry-point group ``bench.plugins``. Each entry point is loaded on its own, so a
+plugin that fails to import, has a bad hook signature, implements a hook that
+does not exist (a misspelling), or raises inside a hook is reported by
+``bench plugins`` while every other plugin keeps working.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Callable, Iterable, TypeVar
+
+import pluggy
+
+from harness.errors import unknown_choice
+from harness.plugins import hookspecs
+from harness.specs import AnalyzerSpec, HardwareSpec, ModelSpec, OptimizerSpec, ProblemSpec
+
+ENTRY_POINT_GROUP = "bench.plugins"
+DISABLE_ENV = "BENCH_DISABLE_PLUGINS"
+TRACE_ENV = "BENCH_TRACE_PLUGINS"
+
+Spec = TypeVar("Spec")
+
+
+@dataclass
+class PluginInfo:
+    """What ``bench plugins`` shows for one plugin."""
+
+    name: str
+    distribution: str = ""
+    version: str = ""
+    module: str = ""
+    status: str = "ok"  # ok | broken | disabled
+    hooks: list[str] = field(default_factory=list)
+    error: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "module": self.module,
+            "status": self.status,
+            "hooks": list(self.hooks),
+            "error": self.error,
+        }
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class BenchPluginManager:
+    """Wraps :class:`pluggy.PluginManager` with loading, error isolation and typed look-ups."""
+
+    def __init__(
+        self,
+        disabled: Iterable[str] | None = None,
+        trace: Callable[[str], Any] | None = None,
+    ) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        if disabled is None:
+            disabled = [n for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()]
+        self.disabled = {n.strip() for n in disabled}
+        self.info: dict[str, PluginInfo] = {}
+        self._cache: dict[str, dict[str, Any]] = {}
+        self._owner: dict[tuple[str, str], str] = {}  # (hook, spec name) -> plugin
+        if trace is None and os.environ.get(TRACE_ENV, "") not in ("", "0"):
+            trace = sys.stderr.write
+        if trace is not None:
+            self.pm.trace.root.setwriter(trace)
+            self.pm.enable_tracing()
+
+    # ------------------------------------------------------------------ loading
+    def load_entry_points(self) -> None:
+        """Load every ``bench.plugins`` entry point, one at a time."""
+        seen: set[tuple[str, str]] = set()
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if (ep.name, ep.value) in seen:
+                continue
+            seen.add((ep.name, ep.value))
+            dist = getattr(ep, "dist", None)
+            info = PluginInfo(
+                name=ep.name,
+                distribution=dist.metadata["Name"] if dist is not None else "",
+                version=dist.version if dist is not None else "",
+                module=ep.value,
+            )
+            if ep.name in self.info:
+                info.status, info.error = "broken", f"duplicate plugin name '{ep.name}'"
+                self.info[f"{ep.name} ({info.distribution})"] = info
+                continue
+            self.info[ep.name] = info
+            if ep.name in self.disabled:
+                info.status = "disabled"
+                continue
+            try:
+                plugin = ep.load()
+            except BaseException as exc:  # a plugin must never take bench down
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                info.status, info.error = "broken", f"import failed: {_one_line(exc)}"
+                continue
+            self._register(plugin, info)
+
+    def register(self, plugin: Any, name: str, distribution: str = "", version: str = "") -> None:
+        """Register a plugin object directly (tests, embedding); same checks as entry points."""
+        info = PluginInfo(name=name, distribution=distribution, version=version,
+                          module=getattr(plugin, "__name__", type(plugin).__name__))
+        self.info[name] = info
+        if name in self.disabled:
+            info.status = "disabled"
+            return
+        self._register(plugin, info)
+
+    def _register(self, plugin: Any, info: PluginInfo) -> None:
+        try:
+            self.pm.register(plugin, name=info.name)
+        except Exception as exc:  # pluggy.PluginValidationError and friends
+            info.status, info.error = "broken", f"invalid hook: {_one_line(exc)}"
+            return
+        known = {h for h in dir(hookspecs) if h.startswith("bench_")}
+        hooks, unknown = [], []
+        for caller in self.pm.get_hookcallers(plugin) or []:
+            if caller.has_spec():
+                hooks.append(caller.name)
+            else:
+                unknown.append(caller.name)
+        if unknown:
+            self.pm.unregister(plugin)
+            hints = []
+            for hook in sorted(unknown):
+                close = difflib.get_close_matches(hook, sorted(known), n=1)
+                hints.append(f"'{hook}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+            info.status = "broken"
+            info.error = "unknown hook " + ", ".join(hints)
+            return
+        info.hooks = sorted(hooks)
+        self.pm.check_pending()  # nothing unknown can remain; keeps pluggy's own guard
+
+    # ------------------------------------------------------------------ hook calls
+    def call_each(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call one hook plugin by plugin, returning ``(plugin name, result)`` pairs.
+
+        A plugin that raises is marked broken and skipped; the others still answer.
+        """
+        caller = getattr(self.pm.hook, hook_name)
+        answers: list[tuple[str, Any]] = []
+        for impl in reversed(caller.get_hookimpls()):  # registration order
+            try:
+                result = impl.function(**{k: kwargs[k] for k in impl.argnames})
+            except Exception as exc:
+                info = self.info.get(impl.plugin_name)
+                if info is not None:
+                    info.status = "broken"
+                    info.error = f"{hook_name}() raised {_one_line(exc)}"
+                print(f"warning: plugin '{impl.plugin_name}' failed in {hook_name}: "
+                      f"{_one_line(exc)}", file=sys.stderr)
+                continue
+            answers.append((impl.plugin_name, result))
+        return answers
+
+    def _specs(self, hook_name: str) -> dict[str, Any]:
+        """Specs from one listing hook, keyed by lower-case name; remembers the plugin."""
+        if hook_name not in self._cache:
+            specs: dict[str, Any] = {}
+            for plugin, result in self.call_each(hook_name):
+                for spec in result or []:
+                    key = spec.name.lower()
+                    if key in specs:
+                        print(f"warning: {hook_name}: '{spec.name}' from plugin '{plugin}' "
+                              f"hides the one from '{self._owner[(hook_name, key)]}'; keeping "
+                              "the first", file=sys.stderr)
+                        continue
+                    specs[key] = spec
+                    self._owner[(hook_name, key)] = plugin
+            self._cache[hook_name] = specs
+        return self._cache[hook_name]
+
+    def plugin_of(self, kind: str, name: str) -> str:
+        """Which plugin provided the spec ``name`` of ``kind`` ('models', 'hardware', ...)."""
+        self._specs(f"bench_{kind}")
+        return self._owner.get((f"bench_{kind}", name.lower()), "")
+
+    def models(self) -> dict[str, ModelSpec]:
+        return self._specs("bench_models")
+
+    def hardware(self) -> dict[str, HardwareSpec]:
+        return self._specs("bench_hardware")
+
+    def optimizers(self) -> dict[str, OptimizerSpec]:
+        return self._specs("bench_optimizers")
+
+    def problems(self) -> dict[str, ProblemSpec]:
+        return self._specs("bench_problems")
+
+    def analyzers(self) -> dict[str, AnalyzerSpec]:
+        return self._specs("bench_analyzers")
+
+    def _get(self, kind: str, label: str, name: str) -> Any:
+        specs = self._specs(f"bench_{kind}")
+        try:
+            return specs[name.lower()]
+        except KeyError:
+            raise unknown_choice(label, name, [s.name for s in specs.values()]) from None
+
+    def model(self, name: str) -> ModelSpec:
+        return self._get("models", "model", name)
+
+    def backend(self, name: str) -> HardwareSpec:
+        return self._get("hardware", "hardware backend", name)
+
+    def optimizer(self, name: str) -> OptimizerSpec:
+        return self._get("optimizers", "optimizer", name)
+
+    def problem(self, name: str) -> ProblemSpec:
+        return self._get("problems", "problem", name)
+
+    def result_recorded(self, result: Any) -> None:
+        """Tell observers about a stored result; their failures are only warnings."""
+        self.call_each("bench_result_recorded", result=result)
+
+    def plugins(self) -> list[PluginInfo]:
+        return sorted(self.info.values(), key=lambda i: (i.status != "ok", i.name))
+
+
+_default: BenchPluginManager | None = None
+
+
+def get_plugin_manager(reload: bool = False) -> BenchPluginManager:
+    """The process-wide manager with all entry points loaded."""
+    global _default
+    if _default is None or reload:
+        _default = BenchPluginManager()
+        _default.load_entry_points()
+    return _default
