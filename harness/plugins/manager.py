@@ -73,11 +73,17 @@ class BenchPluginManager:
         self.info: dict[str, PluginInfo] = {}
         self._cache: dict[str, dict[str, Any]] = {}
         self._owner: dict[tuple[str, str], str] = {}  # (hook, spec name) -> plugin
+        self._trace: Callable[[str], Any] | None = None
         if trace is None and os.environ.get(TRACE_ENV, "") not in ("", "0"):
             trace = sys.stderr.write
         if trace is not None:
-            self.pm.trace.root.setwriter(trace)
-            self.pm.enable_tracing()
+            self.enable_trace(trace)
+
+    def enable_trace(self, writer: Callable[[str], Any]) -> None:
+        """Write every hook call (plugin, arguments, what it returned) to ``writer``."""
+        self._trace = writer
+        self.pm.trace.root.setwriter(writer)
+        self.pm.enable_tracing()
 
     # ------------------------------------------------------------------ loading
     def load_entry_points(self) -> None:
@@ -155,6 +161,9 @@ class BenchPluginManager:
         caller = getattr(self.pm.hook, hook_name)
         answers: list[tuple[str, Any]] = []
         for impl in reversed(caller.get_hookimpls()):  # registration order
+            if self._trace is not None:
+                args = ", ".join(f"{k}={kwargs[k]!r}" for k in impl.argnames)
+                self._trace(f"hook {hook_name}({args}) -> plugin '{impl.plugin_name}'\n")
             try:
                 result = impl.function(**{k: kwargs[k] for k in impl.argnames})
             except Exception as exc:
@@ -165,6 +174,9 @@ class BenchPluginManager:
                 print(f"warning: plugin '{impl.plugin_name}' failed in {hook_name}: "
                       f"{_one_line(exc)}", file=sys.stderr)
                 continue
+            if self._trace is not None and isinstance(result, list):
+                names = ", ".join(getattr(r, "name", type(r).__name__) for r in result)
+                self._trace(f"  '{impl.plugin_name}' returned [{names}]\n")
             answers.append((impl.plugin_name, result))
         return answers
 

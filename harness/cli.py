@@ -1,0 +1,468 @@
+"""The ``bench`` command line.
+
+Commands that need torch import it inside their bodies, and commands kept in
+their own modules (``inspect``, ``matrix``, ``compare``) are imported only when
+called, so ``bench --help`` and ``bench list`` start fast. Plugins add their
+own commands through the ``bench_register_commands`` hook.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+import click
+
+from harness import __version__
+from harness.errors import BenchUsageError
+from harness.output import FORMATS, emit, render, to_json, write
+from harness.plugins.manager import TRACE_ENV, get_plugin_manager
+from harness.store import STORE_ENV, ResultStore, StoredResult
+
+# Core commands that live in their own modules, loaded on first use.
+LAZY_COMMANDS = {
+    "inspect": ("harness.commands.inspect", "Print a model's layer table with totals."),
+    "matrix": ("harness.commands.matrix", "Run every model on every backend; one table."),
+    "compare": ("harness.commands.compare", "Compare two stored runs (ratio, significance)."),
+}
+
+LIST_KINDS = ("models", "hardware", "optimizers", "problems", "analyzers")
+
+
+# --------------------------------------------------------------------------- helpers
+def store_option(func: Callable) -> Callable:
+    """Adds ``--store PATH`` (default: ``$BENCH_STORE`` or the user data folder)."""
+    return click.option(
+        "--store", "store_path", envvar=STORE_ENV, type=click.Path(dir_okay=False),
+        help=f"Results database (SQLite). Default: ${STORE_ENV} or ~/.local/share/bench/results.sqlite.",
+    )(func)
+
+
+def format_option(*choices: str, default: str | None = None) -> Callable:
+    """Adds ``--format`` with the given choices (default: the first)."""
+    choices = choices or FORMATS
+    return click.option(
+        "--format", "fmt", type=click.Choice(choices, case_sensitive=False),
+        default=default or choices[0], show_default=True, help="Output format.",
+    )
+
+
+def open_store(path: str | None) -> ResultStore:
+    return ResultStore(path)
+
+
+def record_result(store: ResultStore, **fields: Any) -> StoredResult:
+    """Write a result with the environment attached and tell observer plugins."""
+    from harness.environment import capture
+
+    fields.setdefault("environment", capture(fields.get("plugin")))
+    kind = fields.pop("kind", "run")
+    result = store.get(store.add(kind, **fields))
+    get_plugin_manager().result_recorded(result)
+    return result
+
+
+class ProgressBar:
+    """A progress line on stderr for runs that take over ``delay`` seconds.
+
+    Silent when stderr is not a terminal or when ``quiet`` is set.
+    """
+
+    def __init__(self, quiet: bool = False, delay: float = 2.0) -> None:
+        self.enabled = not quiet and sys.stderr.isatty()
+        self.start = time.monotonic()
+        self.delay = delay
+        self.drawn = False
+
+    def __call__(self, done: int, total: int, label: str = "") -> None:
+        if not self.enabled or time.monotonic() - self.start < self.delay:
+            return
+        width = 30
+        frac = min(max(done / total, 0.0), 1.0) if total else 0.0
+        bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
+        sys.stderr.write(f"\r[{bar}] {frac:4.0%} {label[:40]:<40}")
+        sys.stderr.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\r" + " " * 80 + "\r")
+            sys.stderr.flush()
+
+
+def split_names(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+# --------------------------------------------------------------------------- root group
+class BenchGroup(click.Group):
+    """Root group: built-in commands, lazily imported core commands, plugin commands."""
+
+    _plugins_registered = False
+
+    def _register_plugin_commands(self) -> None:
+        if not BenchGroup._plugins_registered:
+            BenchGroup._plugins_registered = True
+            get_plugin_manager().call_each("bench_register_commands", cli=self)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._register_plugin_commands()
+        return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        self._register_plugin_commands()
+        if name in self.commands:
+            return self.commands[name]
+        if name in LAZY_COMMANDS:
+            module = importlib.import_module(LAZY_COMMANDS[name][0])
+            command = module.command
+            self.add_command(command, name)
+            return command
+        return None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in LAZY_COMMANDS and name not in self.commands:
+                rows.append((name, LAZY_COMMANDS[name][1]))  # help without importing
+            else:
+                cmd = self.get_command(ctx, name)
+                if cmd is not None and not cmd.hidden:
+                    rows.append((name, cmd.get_short_help_str(limit=formatter.width)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            from harness.errors import unknown_choice
+
+            raise unknown_choice("command", name, self.list_commands(ctx))
+        return super().resolve_command(ctx, args)
+
+
+def _trace(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        os.environ[TRACE_ENV] = "1"  # for managers created later, MPI ranks included
+        get_plugin_manager().enable_trace(sys.stderr.write)
+
+
+@click.group(cls=BenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="bench")
+@click.option("--trace-plugins", is_flag=True, expose_value=False, is_eager=True,
+              callback=_trace, help=f"Print every plugin hook call to stderr (or set {TRACE_ENV}=1).")
+def cli() -> None:
+    """Choose the network, the hardware and the distributed optimizer, by measurement.
+
+    \b
+    bench list models                          what is installed
+    bench run --model 1.0-SqNxt-23 --hw accel  run one model on one backend
+    bench matrix --model a,b --hw cpu,accel    every pair, one table
+    bench sweep ... / bench rank ...           distributed optimizers, Hemingway
+    """
+
+
+# --------------------------------------------------------------------------- plugins / list
+@cli.command("plugins")
+@format_option("table", "json")
+def plugins_command(fmt: str) -> None:
+    """Show installed plugins, the hooks they implement, and the broken ones."""
+    infos = get_plugin_manager().plugins()
+    rows = [i.as_dict() for i in infos]
+    if fmt == "json":
+        write(to_json(rows))
+        return
+    for row in rows:
+        row["hooks"] = ", ".join(h.removeprefix("bench_") for h in row["hooks"])
+    emit(rows, "table", ["name", "status", "distribution", "version", "hooks", "error"])
+
+
+def _options_text(options: Sequence[Any]) -> str:
+    return ", ".join(f"{o.name}={o.default}" for o in options)
+
+
+def _list_rows(kind: str) -> tuple[list[dict[str, Any]], list[str]]:
+    pm = get_plugin_manager()
+    if kind == "models":
+        rows = []
+        for spec in pm.models().values():
+            reported = {m.name: m.value for m in spec.reported}
+            rows.append({
+                "name": spec.name, "family": spec.family,
+                "input": "x".join(str(s) for s in spec.input_size),
+                "top1 (reported)": reported.get("top1"), "top5 (reported)": reported.get("top5"),
+                "plugin": pm.plugin_of("models", spec.name), "notes": spec.notes,
+                "description": spec.description,
+            })
+        return rows, ["name", "family", "input", "top1 (reported)", "top5 (reported)", "plugin",
+                      "notes"]
+    if kind == "hardware":
+        rows = [{"name": s.name, "description": s.description,
+                 "options": _options_text(s.options), "plugin": pm.plugin_of("hardware", s.name)}
+                for s in pm.hardware().values()]
+        return rows, ["name", "description", "options", "plugin"]
+    if kind == "optimizers":
+        rows = [{"name": s.name, "description": s.description,
+                 "hyperparameters": _options_text(s.hyperparameters),
+                 "communication per iteration": s.communication,
+                 "problems": ", ".join(s.problems) or "all",
+                 "plugin": pm.plugin_of("optimizers", s.name)}
+                for s in pm.optimizers().values()]
+        return rows, ["name", "description", "hyperparameters", "communication per iteration",
+                      "problems", "plugin"]
+    if kind == "problems":
+        rows = [{"name": s.name, "description": s.description, "options": _options_text(s.options),
+                 "plugin": pm.plugin_of("problems", s.name)} for s in pm.problems().values()]
+        return rows, ["name", "description", "options", "plugin"]
+    rows = [{"name": s.name, "description": s.description,
+             "command": f"bench {s.command}" if s.command else "", "reads": s.reads,
+             "plugin": pm.plugin_of("analyzers", s.name)} for s in pm.analyzers().values()]
+    return rows, ["name", "description", "command", "reads", "plugin"]
+
+
+@cli.command("list")
+@click.argument("kind", type=click.Choice(LIST_KINDS, case_sensitive=False), metavar="KIND")
+@format_option()
+def list_command(kind: str, fmt: str) -> None:
+    """List installed models, hardware backends, optimizers, problems or analyzers."""
+    rows, columns = _list_rows(kind.lower())
+    if not rows and fmt == "table":
+        print(f"no {kind.lower()} installed (see `bench plugins` for broken plugins)")
+        return
+    if fmt != "table":
+        columns = list(dict.fromkeys(columns + [k for r in rows for k in r]))
+    emit(rows, fmt, columns)
+
+
+# --------------------------------------------------------------------------- run
+def _positive(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    def check(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+        if value is not None and value <= 0:
+            raise BenchUsageError(f"{name} must be a positive integer, not {value}")
+        return value
+
+    return check
+
+
+def run_one(
+    model_name: str,
+    hw_name: str,
+    *,
+    batch: int = 1,
+    input_size: int | None = None,
+    hw_opts: Sequence[str] | dict[str, str] = (),
+    per_layer: bool = False,
+    quiet: bool = False,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> tuple[dict[str, Any], Any]:
+    """Look up, validate and run one model on one backend (no storing).
+
+    Returns ``(record fields, RunResult)``; every user error is a BenchUsageError
+    raised before any work starts.
+    """
+    from harness.specs import RunRequest
+
+    pm = get_plugin_manager()
+    model = pm.model(model_name)
+    backend = pm.backend(hw_name)
+    options = backend.parse_options(hw_opts)
+    size = model.input_size
+    if input_size is not None:
+        size = (model.input_size[0], input_size, input_size)
+    request = RunRequest(model=model, batch=batch, input_size=size, options=options,
+                         per_layer=per_layer, quiet=quiet, progress=progress)
+    result = backend.run(request)
+    fields = {
+        "kind": "run",
+        "plugin": pm.plugin_of("hardware", backend.name),
+        "model": model.name,
+        "hardware": backend.name,
+        "options": {"batch": batch, "input_size": list(size), **options,
+                    "model_plugin": pm.plugin_of("models", model.name)},
+        "summary": result.summary,
+        "layers": result.layers,
+        "samples": result.samples,
+    }
+    return fields, result
+
+
+@cli.command("run")
+@click.option("--model", "model_name", required=True, help="Model name (see `bench list models`).")
+@click.option("--hw", "hw_name", required=True, help="Hardware backend (see `bench list hardware`).")
+@click.option("--batch", type=int, default=1, show_default=True, callback=_positive("--batch"),
+              help="Batch size.")
+@click.option("--input-size", type=int, default=None, callback=_positive("--input-size"),
+              help="Input height and width (default: the model's).")
+@click.option("--hw-opt", "hw_opts", multiple=True, metavar="KEY=VALUE",
+              help="Backend option; repeat for several (see `bench list hardware`).")
+@click.option("--layers", "per_layer", is_flag=True, help="Also print the per-layer table.")
+@format_option()
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the output to this file.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--no-store", is_flag=True, help="Do not store the result.")
+@store_option
+def run_command(model_name: str, hw_name: str, batch: int, input_size: int | None,
+                hw_opts: tuple[str, ...], per_layer: bool, fmt: str, out: str | None,
+                quiet: bool, no_store: bool, store_path: str | None) -> None:
+    """Run one model on one hardware backend, print the figures and store them."""
+    store = None if no_store else open_store(store_path)  # fail on a bad store before running
+    bar = ProgressBar(quiet)
+    try:
+        fields, result = run_one(model_name, hw_name, batch=batch, input_size=input_size,
+                                 hw_opts=hw_opts, per_layer=per_layer, quiet=quiet, progress=bar)
+    finally:
+        bar.close()
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    stored = record_result(store, **fields) if store is not None else None
+    result_id = stored.id if stored else None
+    if fmt == "json":
+        payload = {"id": result_id, "model": fields["model"], "hardware": fields["hardware"],
+                   "options": fields["options"], "summary": result.summary,
+                   "layers": result.layers, "warnings": result.warnings,
+                   "environment": stored.environment if stored else None}
+        write(to_json(payload), out)
+        return
+    if fmt == "csv":
+        if per_layer:
+            write(render(result.layers, "csv", result.layer_columns), out)
+        else:
+            row = {"id": result_id, "model": fields["model"], "hardware": fields["hardware"],
+                   **result.summary}
+            write(render([row], "csv"), out)
+        return
+    parts = [f"{fields['model']} on {fields['hardware']} (batch {batch})"
+             + (f", stored as result {result_id}" if result_id else "")]
+    if per_layer and result.layers:
+        parts.append(render(result.layers, "table", result.layer_columns))
+    parts.append(render([{"metric": k, "value": v} for k, v in result.summary.items()], "table"))
+    write("\n\n".join(parts), out)
+
+
+# --------------------------------------------------------------------------- results
+@cli.group("results")
+def results_group() -> None:
+    """List, show and export stored results."""
+
+
+def _result_row(r: StoredResult) -> dict[str, Any]:
+    s = r.summary
+    headline = {k: s[k] for k in ("time_s", "cycles", "energy", "utilization",
+                                  "throughput", "final_suboptimality") if k in s}
+    return {"id": r.id, "kind": r.kind, "status": r.status, "created (UTC)": r.created_utc,
+            "subject": r.subject, "plugin": r.plugin,
+            "headline": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                  for k, v in headline.items())}
+
+
+@results_group.command("list")
+@click.option("--kind", type=click.Choice(["run", "sweep"]), help="Only runs or only sweeps.")
+@click.option("--limit", type=int, default=50, show_default=True, callback=_positive("--limit"),
+              help="Show the newest N.")
+@format_option()
+@store_option
+def results_list(kind: str | None, limit: int, fmt: str, store_path: str | None) -> None:
+    """List stored results, newest last."""
+    with open_store(store_path) as store:
+        results = store.list(kind=kind, limit=limit)
+    if fmt == "table":
+        if not results:
+            print(f"no results in {store.path}")
+            return
+        emit([_result_row(r) for r in results], "table")
+    else:
+        emit([{k: v for k, v in r.as_dict().items() if k not in ("layers", "samples")}
+              for r in results], fmt)
+
+
+@results_group.command("show")
+@click.argument("result_id")
+@format_option("table", "json")
+@store_option
+def results_show(result_id: str, fmt: str, store_path: str | None) -> None:
+    """Show one stored result in full."""
+    with open_store(store_path) as store:
+        result = store.get(result_id)
+        iterations = store.iterations(result.id) if result.kind == "sweep" else []
+    if fmt == "json":
+        payload = result.as_dict()
+        if iterations:
+            payload["iterations"] = iterations
+        write(to_json(payload))
+        return
+    head = [{"field": k, "value": getattr(result, k)} for k in (
+        "id", "kind", "status", "created_utc", "finished_utc", "plugin", "model", "hardware",
+        "optimizer", "problem", "ranks", "error") if getattr(result, k) is not None]
+    parts = [render(head, "table"),
+             render([{"option": k, "value": v} for k, v in result.options.items()], "table"),
+             render([{"metric": k, "value": v} for k, v in result.summary.items()], "table"),
+             render([{"environment": k, "value": v} for k, v in result.environment.items()],
+                    "table")]
+    if result.samples:
+        parts.append(f"{len(result.samples)} samples stored")
+    if result.layers:
+        parts.append(f"{len(result.layers)} per-layer rows (--format json shows them)")
+    if iterations:
+        parts.append(f"{len(iterations)} iterations stored (--format json shows them)")
+    write("\n\n".join(parts))
+
+
+@results_group.command("export")
+@format_option("json", "csv")
+@click.option("--kind", type=click.Choice(["run", "sweep"]), help="Only runs or only sweeps.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write to this file.")
+@store_option
+def results_export(fmt: str, kind: str | None, out: str | None, store_path: str | None) -> None:
+    """Export every stored result (JSON keeps everything; CSV flattens the summary)."""
+    with open_store(store_path) as store:
+        results = store.list(kind=kind)
+        if fmt == "json":
+            payload = []
+            for r in results:
+                row = r.as_dict()
+                if r.kind == "sweep":
+                    row["iterations"] = store.iterations(r.id)
+                payload.append(row)
+            write(to_json(payload), out)
+            return
+    rows = []
+    for r in results:
+        row = {k: v for k, v in r.as_dict().items()
+               if k not in ("layers", "samples", "summary", "options", "environment")}
+        row.update({f"summary.{k}": v for k, v in r.summary.items()})
+        row.update({f"options.{k}": v for k, v in r.options.items()})
+        row["environment.host"] = r.environment.get("host")
+        row["environment.git_commit"] = r.environment.get("git_commit")
+        rows.append(row)
+    write(render(rows, "csv"), out)
+
+
+# --------------------------------------------------------------------------- entry point
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``bench``; user errors print one line and exit 2, never a traceback."""
+    prog = "bench"
+    try:
+        rv = cli.main(args=list(argv) if argv is not None else None, prog_name=prog,
+                      standalone_mode=False)
+    except click.exceptions.UsageError as exc:
+        ctx = exc.ctx
+        where = ctx.command_path if ctx is not None else prog
+        print(f"Error: {exc.format_message()} (see '{where} --help')", file=sys.stderr)
+        return 2
+    except click.ClickException as exc:
+        print(f"Error: {exc.format_message()}", file=sys.stderr)
+        return exc.exit_code
+    except (click.Abort, KeyboardInterrupt):
+        print("Aborted: results stored so far are kept.", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        sys.stderr.close()  # output piped into `head`: not an error
+        return 0
+    return rv if isinstance(rv, int) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

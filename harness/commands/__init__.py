@@ -1,0 +1,1 @@
+"""Core ``bench`` commands kept in their own modules and imported only when called."""
