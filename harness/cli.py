@@ -327,8 +327,10 @@ def run_command(model_name: str, hw_name: str, batch: int, input_size: int | Non
         write(to_json(payload), out)
         return
     if fmt == "csv":
-        if per_layer:
-            write(render(result.layers, "csv", result.layer_columns), out)
+        if per_layer:  # every key, the table's columns first
+            keys = list(dict.fromkeys([*(result.layer_columns or []),
+                                       *(k for row in result.layers for k in row)]))
+            write(render(result.layers, "csv", keys), out)
         else:
             row = {"id": result_id, "model": fields["model"], "hardware": fields["hardware"],
                    **result.summary}

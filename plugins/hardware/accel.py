@@ -1,0 +1,273 @@
+"""Hardware backend ``accel``: a simulated embedded neural-network accelerator.
+
+A 2D array of processing elements (a MAC and a small register file each) fed by
+a global buffer split into input, weight and output partitions, and by DRAM;
+weight-stationary or output-stationary dataflow, or the better of the two per
+layer. Per layer it reports cycles (compute and DRAM stalls), PE utilization,
+accesses at each level and energy. The cost model is in
+:mod:`plugins.hardware.accel_model`; docs/accel.md explains it.
+
+Presets ``accel-8x8``, ``accel-16x16`` and ``accel-32x32`` are the same backend
+with other defaults; ``accel`` is ``accel-16x16``.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+
+from harness import BenchUsageError, HardwareSpec, OptionSpec, RunRequest, RunResult, hookimpl
+from plugins.hardware.accel_model import (
+    COUNT_KEYS,
+    EYERISS_COSTS,
+    OPERANDS,
+    AccelConfig,
+    LayerCost,
+    layer_signature,
+    simulate,
+)
+
+
+# --------------------------------------------------------------------------- option types
+def array_shape(text: str) -> str:
+    """``ROWSxCOLS``, normalised (kept as text so stored options read like the command line)."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX*]\s*(\d+)\s*", text)
+    if not match or int(match.group(1)) < 1 or int(match.group(2)) < 1:
+        raise ValueError("expected ROWSxCOLS with positive integers, e.g. 16x16")
+    return f"{int(match.group(1))}x{int(match.group(2))}"
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError("expected a whole number") from None
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("expected a number") from None
+    if not value > 0 or value == float("inf"):
+        raise ValueError("must be greater than 0")
+    return value
+
+
+def non_negative_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("expected a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise ValueError("must be 0 or more")
+    return value
+
+
+# --------------------------------------------------------------------------- options
+def accel_options(array: str, buffer_kib: float, dram_bw: float) -> tuple[OptionSpec, ...]:
+    """The options of one preset; presets differ only in these defaults."""
+    return (
+        OptionSpec("array", array_shape, array_shape(array),
+                   "PE array ROWSxCOLS (rows take the SCALE-Sim Sr dimension)"),
+        OptionSpec("dataflow", str, "best",
+                   "ws (weight stationary), os (output stationary), or best: the cheaper "
+                   "of the two per layer, measured by best_by",
+                   choices=("ws", "os", "best")),
+        OptionSpec("best_by", str, "cycles",
+                   "what dataflow=best minimises per layer (ties go to the other)",
+                   choices=("cycles", "energy")),
+        OptionSpec("ifmap_kib", positive_number, buffer_kib,
+                   "global buffer partition for input activations, KiB"),
+        OptionSpec("weight_kib", positive_number, buffer_kib,
+                   "global buffer partition for weights, KiB"),
+        OptionSpec("ofmap_kib", positive_number, buffer_kib,
+                   "global buffer partition for outputs and partial sums, KiB"),
+        OptionSpec("rf_words", positive_int, 1,
+                   "register file words per PE; >=2 double-buffers WS weights "
+                   "(next fold loads while this one computes)"),
+        OptionSpec("dram_bw", positive_number, dram_bw, "DRAM bandwidth, words per cycle"),
+        OptionSpec("word_bits", positive_int, 16, "bits per word (activations, weights, sums)"),
+        OptionSpec("clock_mhz", positive_number, 500.0, "clock, MHz (turns cycles into seconds)"),
+        OptionSpec("cost_mac", non_negative_number, EYERISS_COSTS["mac"],
+                   "energy of one MAC (Eyeriss-relative units unless pj_per_unit is set)"),
+        OptionSpec("cost_rf", non_negative_number, EYERISS_COSTS["rf"],
+                   "energy of one register-file access"),
+        OptionSpec("cost_pe", non_negative_number, EYERISS_COSTS["pe"],
+                   "energy of one PE-to-PE transfer"),
+        OptionSpec("cost_buffer", non_negative_number, EYERISS_COSTS["buffer"],
+                   "energy of one global-buffer access"),
+        OptionSpec("cost_dram", non_negative_number, EYERISS_COSTS["dram"],
+                   "energy of one DRAM access"),
+        OptionSpec("pj_per_unit", non_negative_number, 0.0,
+                   "picojoules per cost unit; 0 reports relative units (MAC = 1), "
+                   "1 makes the cost_* values absolute pJ"),
+    )
+
+
+PRESETS = {
+    # name: (array, KiB per buffer partition, DRAM words per cycle)
+    "accel-8x8": ("8x8", 32.0, 4.0),
+    "accel-16x16": ("16x16", 64.0, 8.0),
+    "accel-32x32": ("32x32", 128.0, 16.0),
+}
+
+
+def config_from_options(options: dict[str, Any]) -> AccelConfig:
+    """Build the accelerator from parsed options; cross-option checks raise BenchUsageError."""
+    rows, cols = (int(n) for n in array_shape(str(options["array"])).split("x"))
+    word_bits = options["word_bits"]
+    words = {}
+    for key in ("ifmap_kib", "weight_kib", "ofmap_kib"):
+        kib = options[key]
+        words[key] = int(kib * 1024 * 8 // word_bits)
+        if words[key] < rows * cols:
+            need = rows * cols * word_bits / 8 / 1024
+            raise BenchUsageError(
+                f"{key}={kib:g} holds {words[key]} words of {word_bits} bits, less than one "
+                f"{rows}x{cols} array tile ({rows * cols} words); use {key}>={need:g} "
+                f"or a smaller array/word_bits"
+            )
+    return AccelConfig(
+        rows=rows, cols=cols, dataflow=options["dataflow"], best_by=options["best_by"],
+        ifmap_words=words["ifmap_kib"], weight_words=words["weight_kib"],
+        ofmap_words=words["ofmap_kib"], rf_words=options["rf_words"],
+        dram_bw=options["dram_bw"], clock_hz=options["clock_mhz"] * 1e6,
+        costs={level: options[f"cost_{level}"] for level in EYERISS_COSTS},
+    )
+
+
+# --------------------------------------------------------------------------- results
+LAYER_COLUMNS = [
+    "name", "kind", "shape", "kernel", "dataflow", "cycles", "stall_cycles", "utilization",
+    "macs", "dram_accesses", "buffer_accesses", "pe_transfers", "rf_accesses", "energy",
+]
+
+
+# Per-operand access counts, one column each: dram_weight_reads, pe_psum_transfers, ...
+COUNT_COLUMNS = [(key, "_".join(key)) for key in COUNT_KEYS]
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "x".join(str(s) for s in shape)
+
+
+def layer_row(layer: Any, cost: LayerCost, cfg: AccelConfig, scale: float) -> dict[str, Any]:
+    """One per-layer row: the table columns first, then the per-level and per-operand detail."""
+    kernel = ""
+    if (layer.is_compute and layer.kind != "fc") or layer.kind in ("maxpool", "avgpool"):
+        kernel = f"{layer.kernel[0]}x{layer.kernel[1]}/s{layer.stride[0]}" + (
+            f",{layer.stride[1]}" if layer.stride[0] != layer.stride[1] else "")
+        if layer.groups > 1:
+            kernel += f" g{layer.groups}"
+    totals = cost.totals()
+    row: dict[str, Any] = {
+        "name": cost.name,
+        "kind": cost.kind,
+        "shape": f"{_shape_text(layer.in_shape)}>{_shape_text(layer.out_shape)}",
+        "kernel": kernel,
+        "dataflow": cost.dataflow or "-",
+        "cycles": cost.cycles,
+        "stall_cycles": cost.stall_cycles,
+        "utilization": cost.macs / (cost.cycles * cfg.pes) if cost.cycles else 0.0,
+        "macs": cost.macs,
+        "dram_accesses": totals.get("dram", 0),
+        "buffer_accesses": totals.get("buffer", 0),
+        "pe_transfers": totals.get("pe", 0),
+        "rf_accesses": totals.get("rf", 0),
+        "energy": cost.total_energy * scale,
+        "compute_cycles": cost.compute_cycles,
+        "loop_order": cost.loop_order,
+        "vector_ops": cost.vector_ops,
+        "simulated": cost.simulated,
+        "note": cost.note,
+        "dram_reads": totals.get("dram_reads", 0),
+        "dram_writes": totals.get("dram_writes", 0),
+    }
+    for level in ("dram", "buffer", "pe", "rf", "mac"):
+        row[f"energy_{level}"] = cost.energy.get(level, 0.0) * scale
+    for operand, value in cost.operand_energy(cfg.costs).items():
+        row[f"energy_{operand}"] = value * scale
+    counts = cost.counts
+    for key, column in COUNT_COLUMNS:
+        row[column] = counts.get(key, 0)
+    return row
+
+
+def summarize(rows: list[dict[str, Any]], cfg: AccelConfig, options: dict[str, Any]) -> dict[str, Any]:
+    """Totals over the network, from the per-layer rows."""
+    def total(key: str) -> Any:
+        return sum(r[key] for r in rows)
+
+    cycles, compute, macs, energy = (total(k) for k in ("cycles", "compute_cycles", "macs", "energy"))
+    summary: dict[str, Any] = {
+        "cycles": cycles,
+        "compute_cycles": compute,
+        "stall_cycles": cycles - compute,
+        "time_s": cycles / cfg.clock_hz,
+        "energy": energy,
+        "energy_unit": "pJ" if options["pj_per_unit"] else "MAC-relative",
+        "utilization": macs / (cycles * cfg.pes) if cycles else 0.0,
+        "compute_utilization": macs / (compute * cfg.pes) if compute else 0.0,
+        "macs": macs,
+        "array": f"{cfg.rows}x{cfg.cols}",
+        "dataflow": cfg.dataflow if cfg.dataflow != "best" else f"best by {cfg.best_by}",
+        "ws_layers": sum(1 for r in rows if r["dataflow"] == "ws"),
+        "os_layers": sum(1 for r in rows if r["dataflow"] == "os"),
+    }
+    for key in ("dram_reads", "dram_writes", "dram_accesses", "buffer_accesses", "pe_transfers",
+                "rf_accesses"):
+        summary[key] = total(key)
+    for key in ("dram", "buffer", "pe", "rf", "mac") + OPERANDS:
+        summary[f"energy_{key}"] = total(f"energy_{key}")
+    if options["pj_per_unit"]:
+        summary["energy_pj"] = energy
+        summary["energy_j"] = energy * 1e-12
+    summary["layers"] = len(rows)
+    summary["layers_not_simulated"] = sum(1 for r in rows if not r["simulated"])
+    return summary
+
+
+def make_runner(specs: tuple[OptionSpec, ...]) -> Callable[[RunRequest], RunResult]:
+    """The run function of one preset (its defaults fill options the request lacks)."""
+    defaults = {o.name: o.default for o in specs}
+
+    def run(request: RunRequest) -> RunResult:
+        options = {**defaults, **request.options}
+        cfg = config_from_options(options)
+        layers = request.layers()
+        costs = simulate(layers, cfg)
+        scale = options["pj_per_unit"] or 1.0
+        rows, seen = [], {}
+        for layer, cost in zip(layers, costs):
+            key = layer_signature(layer)
+            if key not in seen:
+                seen[key] = layer_row(layer, cost, cfg, scale)
+            rows.append({**seen[key], "name": layer.name})
+        warnings = []
+        skipped = [c.name for c in costs if not c.simulated]
+        if skipped:
+            warnings.append(f"{len(skipped)} layer(s) not simulated (no cost model for their "
+                            f"kind): {', '.join(skipped[:8])}" + (" ..." if len(skipped) > 8 else ""))
+        return RunResult(summary=summarize(rows, cfg, options), layers=rows,
+                         layer_columns=list(LAYER_COLUMNS), warnings=warnings)
+
+    return run
+
+
+def _description(name: str, array: str, kib: float, bw: float) -> str:
+    alias = " (same as accel-16x16)" if name == "accel" else ""
+    return (f"simulated accelerator{alias}: {array} PEs, WS/OS dataflow, 3x{kib:g} KiB buffer, "
+            f"{bw:g} words/cycle DRAM, Eyeriss energy table")
+
+
+@hookimpl
+def bench_hardware() -> list[HardwareSpec]:
+    specs = []
+    for name, (array, kib, bw) in [("accel", PRESETS["accel-16x16"]), *PRESETS.items()]:
+        options = accel_options(array, kib, bw)
+        specs.append(HardwareSpec(name=name, description=_description(name, array, kib, bw),
+                                  options=options, run=make_runner(options)))
+    return specs

@@ -1,0 +1,421 @@
+"""Cost model of a systolic neural-network accelerator: PE array, global buffer, DRAM.
+
+This is the simulator behind the ``accel`` backend (the option plumbing is in
+:mod:`plugins.hardware.accel`; the formulas are explained in docs/accel.md).
+It is closed-form arithmetic per layer in plain Python, so a whole network
+costs well under a millisecond per layer and the module imports nothing heavy.
+
+Compute cycles follow SCALE-Sim's analytical model (Samajdar et al., 2018/2020)
+for an ``R x C`` array, one group at a time::
+
+    WS: Sr = kh*kw*Cin_g, Sc = Cout_g, T = output pixels (x batch)
+        cycles = (2R + C + T - 2) * ceil(Sr/R) * ceil(Sc/C)
+    OS: Sr = output pixels (x batch), Sc = Cout_g, T = kh*kw*Cin_g
+        cycles = (R + C + T - 2) * ceil(Sr/R) * ceil(Sc/C)
+
+and agree with SCALE-Sim 3.0's cycle-level simulation to within one cycle per
+layer (benchmarks/bench_accel_scalesim.py). With ``rf_words >= 2`` a PE keeps a
+second weight register and WS loads the next fold's weights while the current
+fold computes (as the TPU does), so only the first fold pays the ``R`` load
+cycles.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Sequence
+
+LEVELS = ("dram", "buffer", "pe", "rf", "mac")
+OPERANDS = ("ifmap", "weight", "psum", "ofmap")
+# Energy per access relative to one 16-bit MAC, from Eyeriss (Chen et al., ISCA 2016),
+# the table the SqueezeNext paper uses.
+EYERISS_COSTS = {"mac": 1.0, "rf": 1.0, "pe": 2.0, "buffer": 6.0, "dram": 200.0}
+DATAFLOWS = ("ws", "os")
+# Every (level, operand, kind) the model can count besides the MACs, in report order.
+COUNT_KEYS = (
+    [("dram", op, kind) for op, kind in (("ifmap", "reads"), ("weight", "reads"),
+                                          ("psum", "reads"), ("psum", "writes"),
+                                          ("ofmap", "writes"))]
+    + [("buffer", op, kind) for op in OPERANDS for kind in ("reads", "writes")]
+    + [("pe", op, "transfers") for op in OPERANDS]
+    + [("rf", op, kind) for op in ("weight", "psum") for kind in ("reads", "writes")]
+)
+
+# Layer kinds the model knows besides the compute ones (harness.layers kinds).
+POOL_KINDS = ("maxpool", "avgpool")
+FUSED_KINDS = ("bn", "act")  # applied to the producer's outputs on their way to the buffer
+FREE_KINDS = ("concat", "dropout", "reshape")  # no data moves at inference
+
+
+@dataclass(frozen=True)
+class AccelConfig:
+    """One accelerator: array shape, buffer partitions (words), bandwidth, energy table."""
+
+    rows: int = 16
+    cols: int = 16
+    dataflow: str = "best"  # ws | os | best
+    best_by: str = "cycles"  # what "best" minimises per layer: cycles | energy
+    ifmap_words: int = 32768
+    weight_words: int = 32768
+    ofmap_words: int = 32768
+    rf_words: int = 1
+    dram_bw: float = 8.0  # words per cycle
+    clock_hz: float = 500e6
+    costs: dict[str, float] = field(default_factory=lambda: dict(EYERISS_COSTS))
+
+    @property
+    def pes(self) -> int:
+        return self.rows * self.cols
+
+
+@dataclass(frozen=True)
+class Gemm:
+    """A compute layer as ``groups`` independent matrix products (SCALE-Sim's view).
+
+    Per group: ``pixels`` output positions (batch included) by ``filters`` outputs,
+    each a dot product of length ``window``; ``*_words`` are the unique words of
+    each operand per group (the input without padding, as DRAM holds it).
+    """
+
+    groups: int
+    pixels: int
+    window: int
+    filters: int
+    ifmap_words: int
+    weight_words: int
+    ofmap_words: int
+
+    @property
+    def macs(self) -> int:
+        return self.groups * self.pixels * self.window * self.filters
+
+
+Count = tuple[str, str, str]  # (level, operand, "reads" | "writes" | "transfers" | "ops")
+
+
+@dataclass
+class LayerCost:
+    """What the model says about one layer.
+
+    ``counts`` maps ``(level, operand, kind)`` to a number of accesses, e.g.
+    ``("dram", "weight", "reads")``; the MACs themselves are ``("mac", "-", "ops")``.
+    """
+
+    name: str
+    kind: str
+    simulated: bool = True
+    dataflow: str = ""
+    loop_order: str = ""
+    compute_cycles: int = 0
+    stall_cycles: int = 0
+    macs: int = 0
+    vector_ops: int = 0
+    counts: dict[Count, int] = field(default_factory=dict)
+    energy: dict[str, float] = field(default_factory=dict)  # by level
+    note: str = ""
+
+    @property
+    def cycles(self) -> int:
+        return self.compute_cycles + self.stall_cycles
+
+    @property
+    def total_energy(self) -> float:
+        return sum(self.energy.values())
+
+    def totals(self) -> dict[str, int]:
+        """Accesses per level (``dram``, ...) and per level and kind (``dram_reads``, ...)."""
+        out: dict[str, int] = {}
+        for (level, _, kind), count in self.counts.items():
+            out[level] = out.get(level, 0) + count
+            key = f"{level}_{kind}"
+            out[key] = out.get(key, 0) + count
+        return out
+
+    def operand_energy(self, costs: dict[str, float]) -> dict[str, float]:
+        """Energy split by operand (``mac`` for the arithmetic itself)."""
+        out = {op: 0.0 for op in OPERANDS + ("mac",)}
+        for (level, operand, _), count in self.counts.items():
+            out["mac" if level == "mac" else operand] += count * costs[level]
+        return out
+
+
+# --------------------------------------------------------------------------- mapping
+def _prod(values: Iterable[int]) -> int:
+    n = 1
+    for v in values:
+        n *= int(v)
+    return n
+
+
+def gemm_view(layer: Any) -> Gemm:
+    """Map a conv/gconv/dwconv/fc layer (``harness.layers.Layer``) to per-group GEMM sizes.
+
+    Grouped and depthwise convolutions are ``groups`` separate products run one
+    after another. A fully connected layer is a matrix-vector product at batch 1
+    (``pixels == 1``) and a matrix-matrix product for larger batches.
+    """
+    if layer.kind == "fc":
+        in_f, out_f = int(layer.in_shape[-1]), int(layer.out_shape[-1])
+        rows = max(1, layer.macs // max(1, in_f * out_f))
+        return Gemm(1, rows, in_f, out_f, rows * in_f, in_f * out_f, rows * out_f)
+    groups = max(1, int(layer.groups))
+    cin_g, cout_g = layer.cin // groups, layer.cout // groups
+    kh, kw = layer.kernel
+    pixels = layer.batch * _prod(layer.out_hw)
+    window = kh * kw * cin_g
+    return Gemm(
+        groups=groups, pixels=pixels, window=window, filters=cout_g,
+        ifmap_words=layer.batch * cin_g * _prod(layer.in_hw),
+        weight_words=window * cout_g, ofmap_words=pixels * cout_g,
+    )
+
+
+def spatial_dims(dataflow: str, g: Gemm) -> tuple[int, int, int]:
+    """SCALE-Sim's (Sr, Sc, T): rows and columns mapped onto the array, and streamed length."""
+    if dataflow == "ws":
+        return g.window, g.filters, g.pixels
+    return g.pixels, g.filters, g.window
+
+
+def compute_cycles(dataflow: str, g: Gemm, rows: int, cols: int, rf_words: int = 1) -> int:
+    """Cycles of the array for all groups of a layer, SCALE-Sim's formula (see module doc)."""
+    sr, sc, t = spatial_dims(dataflow, g)
+    folds = math.ceil(sr / rows) * math.ceil(sc / cols)
+    stream = rows + cols + t - 2
+    if dataflow == "ws":
+        load = rows  # weights shift in, one row per cycle
+        per_group = load + folds * stream if rf_words >= 2 else folds * (load + stream)
+    else:
+        per_group = folds * stream
+    return g.groups * per_group
+
+
+def _triangle_sum(total: int, tile: int) -> int:
+    """Sum of r*(r-1)/2 over the folds of ``total`` split into ``tile``-sized pieces:
+    the hops values make when shifting through ``r`` used PEs of a column."""
+    full, rest = divmod(total, tile)
+    return full * tile * (tile - 1) // 2 + rest * (rest - 1) // 2
+
+
+def _refetch(words: int, passes: int, capacity: int) -> int:
+    """DRAM words to read ``words`` ``passes`` times through a buffer of ``capacity``:
+    the part that fits stays resident, the rest is fetched again on every pass."""
+    return words + max(0, words - capacity) * (passes - 1)
+
+
+# --------------------------------------------------------------------------- traffic
+def array_counts(dataflow: str, g: Gemm, cfg: AccelConfig) -> dict[Count, int]:
+    """Buffer-side, PE-to-PE, register-file and MAC counts for all groups of a layer.
+
+    WS: weights are loaded once per fold into the PE register files (shifting
+    down the columns), inputs stream from the buffer left to right, partial sums
+    flow down and leave the bottom row; partial sums of one row fold are read back
+    and accumulated at the buffer by the next. OS: inputs stream left to right and
+    weights top to bottom, each PE accumulates one output in its register file,
+    and finished outputs drain down the columns into the buffer.
+    """
+    rows, cols = cfg.rows, cfg.cols
+    sr, sc, t = spatial_dims(dataflow, g)
+    row_folds, col_folds = math.ceil(sr / rows), math.ceil(sc / cols)
+    macs = t * sr * sc
+    c: dict[Count, int] = {("mac", "-", "ops"): macs}
+    if dataflow == "ws":
+        pixels, window, filters = t, sr, sc
+        c[("buffer", "ifmap", "reads")] = pixels * window * col_folds
+        c[("buffer", "weight", "reads")] = window * filters
+        c[("buffer", "psum", "reads")] = pixels * filters * (row_folds - 1)
+        c[("buffer", "psum", "writes")] = pixels * filters * (row_folds - 1)
+        c[("buffer", "ofmap", "writes")] = pixels * filters
+        c[("pe", "ifmap", "transfers")] = pixels * window * (filters - col_folds)
+        c[("pe", "psum", "transfers")] = pixels * filters * (window - row_folds)
+        c[("pe", "weight", "transfers")] = filters * _triangle_sum(window, rows)
+        c[("rf", "weight", "writes")] = window * filters
+        c[("rf", "weight", "reads")] = macs
+    else:
+        pixels, filters, window = sr, sc, t
+        c[("buffer", "ifmap", "reads")] = window * pixels * col_folds
+        c[("buffer", "weight", "reads")] = window * filters * row_folds
+        c[("buffer", "ofmap", "writes")] = pixels * filters
+        c[("pe", "ifmap", "transfers")] = window * pixels * (filters - col_folds)
+        c[("pe", "weight", "transfers")] = window * filters * (pixels - row_folds)
+        c[("pe", "ofmap", "transfers")] = filters * _triangle_sum(pixels, rows)
+        c[("rf", "psum", "reads")] = macs
+        c[("rf", "psum", "writes")] = macs
+    return {k: v * g.groups for k, v in c.items()}
+
+
+def dram_counts(dataflow: str, g: Gemm, cfg: AccelConfig) -> tuple[str, dict[Count, int]]:
+    """Choose the fold loop order that moves the fewest DRAM words; return it and the counts.
+
+    Every layer reads its inputs and weights from DRAM and writes its outputs back
+    (no fusion across layers). An operand re-read by an inner loop stays in its
+    buffer partition if it fits; the part that does not fit is fetched again on
+    every pass (:func:`_refetch`). In WS, partial sums that outgrow the output
+    partition between row folds spill to DRAM and come back.
+    """
+    rows, cols = cfg.rows, cfg.cols
+    sr, sc, _ = spatial_dims(dataflow, g)
+    row_folds, col_folds = math.ceil(sr / rows), math.ceil(sc / cols)
+    i_words, w_words, o_words = g.ifmap_words, g.weight_words, g.ofmap_words
+    candidates: list[tuple[str, int, int, int]] = []  # order, ifmap, weight, psum spill
+    if dataflow == "ws":
+        # Filter folds outer: the whole input is streamed once per filter fold, and one
+        # fold's partial sums (pixels x cols) live across the row folds.
+        tile = g.pixels * min(cols, g.filters)
+        spill = max(0, tile - cfg.ofmap_words) * (row_folds - 1) * col_folds
+        candidates.append(("filter folds outer",
+                           _refetch(i_words, col_folds, cfg.ifmap_words), w_words, spill))
+        # Window folds outer: each slice of input channels is reused by every filter
+        # fold, but all outputs' partial sums live across the row folds.
+        chunk = math.ceil(i_words / row_folds)
+        spill = max(0, o_words - cfg.ofmap_words) * (row_folds - 1)
+        candidates.append(("window folds outer",
+                           row_folds * _refetch(chunk, col_folds, cfg.ifmap_words), w_words, spill))
+    else:
+        # Pixel folds outer: a patch of the input is reused by every filter fold; all
+        # weights are streamed once per pixel fold.
+        chunk = math.ceil(i_words / row_folds)
+        candidates.append(("pixel folds outer",
+                           row_folds * _refetch(chunk, col_folds, cfg.ifmap_words),
+                           _refetch(w_words, row_folds, cfg.weight_words), 0))
+        # Filter folds outer: one fold's filters are reused by every pixel fold; the
+        # input is streamed once per filter fold.
+        chunk = math.ceil(w_words / col_folds)
+        candidates.append(("filter folds outer",
+                           _refetch(i_words, col_folds, cfg.ifmap_words),
+                           col_folds * _refetch(chunk, row_folds, cfg.weight_words), 0))
+    order, ifmap, weight, spill = min(candidates, key=lambda c: c[1] + c[2] + 2 * c[3])
+    counts = {
+        ("dram", "ifmap", "reads"): ifmap * g.groups,
+        ("dram", "weight", "reads"): weight * g.groups,
+        ("dram", "psum", "reads"): spill * g.groups,
+        ("dram", "psum", "writes"): spill * g.groups,
+        ("dram", "ofmap", "writes"): o_words * g.groups,
+    }
+    return order, counts
+
+
+def _add_dram_side_buffer(counts: dict[Count, int]) -> None:
+    """Every word read from DRAM is written into the buffer; every word written to
+    DRAM is read from it."""
+    for (level, operand, kind), value in list(counts.items()):
+        if level == "dram" and value:
+            key = ("buffer", operand, "writes" if kind == "reads" else "reads")
+            counts[key] = counts.get(key, 0) + value
+
+
+def energy_by_level(counts: dict[Count, int], costs: dict[str, float]) -> dict[str, float]:
+    """Energy = sum of accesses x cost per access, per level."""
+    out = {level: 0.0 for level in LEVELS}
+    for (level, _, _), count in counts.items():
+        out[level] += count * costs[level]
+    return out
+
+
+def stall_cycles(counts: dict[Count, int], compute: int, dram_bw: float) -> int:
+    """Cycles the array waits for DRAM: transfers overlap compute (double-buffered
+    partitions), so the layer takes the longer of the two."""
+    dram_words = sum(v for k, v in counts.items() if k[0] == "dram")
+    return max(0, math.ceil(dram_words / dram_bw) - compute)
+
+
+# --------------------------------------------------------------------------- layers
+def cost_compute_layer(layer: Any, cfg: AccelConfig, dataflow: str) -> LayerCost:
+    """One conv/fc layer under one dataflow."""
+    g = gemm_view(layer)
+    cycles = compute_cycles(dataflow, g, cfg.rows, cfg.cols, cfg.rf_words)
+    counts = array_counts(dataflow, g, cfg)
+    order, dram = dram_counts(dataflow, g, cfg)
+    counts.update(dram)
+    _add_dram_side_buffer(counts)
+    return LayerCost(
+        name=layer.name, kind=layer.kind, dataflow=dataflow, loop_order=order,
+        compute_cycles=cycles, stall_cycles=stall_cycles(counts, cycles, cfg.dram_bw),
+        macs=g.macs, counts=counts, energy=energy_by_level(counts, cfg.costs),
+    )
+
+
+def cost_vector_layer(layer: Any, cfg: AccelConfig) -> LayerCost:
+    """Pooling and element-wise adds on a ``cols``-lane vector unit beside the array.
+
+    They read their inputs from DRAM through the buffer and write their outputs
+    back, one operation per output element and window position, each costed like
+    a MAC. BatchNorm and activations are fused into the producer's output stage:
+    one operation per element and no cycles or traffic of their own.
+    Concatenation, dropout and flatten move no data at inference.
+    """
+    cost = LayerCost(name=layer.name, kind=layer.kind)
+    out_words = int(layer.elements)
+    in_words = layer.batch * _prod(layer.in_shape) if layer.in_shape else out_words
+    if layer.kind in POOL_KINDS:
+        window = _prod(layer.kernel)
+        ops = out_words * window
+        counts = {("mac", "-", "ops"): ops, ("dram", "ifmap", "reads"): in_words,
+                  ("buffer", "ifmap", "reads"): ops, ("buffer", "ofmap", "writes"): out_words,
+                  ("dram", "ofmap", "writes"): out_words}
+        cost.note = f"vector unit, {cfg.cols} lanes"
+    elif layer.kind == "add":
+        ops = out_words
+        counts = {("mac", "-", "ops"): ops, ("dram", "ifmap", "reads"): 2 * out_words,
+                  ("buffer", "ifmap", "reads"): 2 * out_words, ("buffer", "ofmap", "writes"): out_words,
+                  ("dram", "ofmap", "writes"): out_words}
+        cost.note = f"vector unit, {cfg.cols} lanes"
+    elif layer.kind in FUSED_KINDS:
+        cost.vector_ops = out_words
+        cost.counts = {("mac", "-", "ops"): out_words}
+        cost.energy = energy_by_level(cost.counts, cfg.costs)
+        cost.note = "fused into the producer's output stage"
+        return cost
+    elif layer.kind in FREE_KINDS:
+        cost.energy = energy_by_level({}, cfg.costs)
+        cost.note = "no data movement at inference"
+        return cost
+    else:
+        cost.simulated = False
+        cost.energy = energy_by_level({}, cfg.costs)
+        cost.note = f"not simulated: the model has no cost for kind '{layer.kind}'"
+        return cost
+    _add_dram_side_buffer(counts)
+    cost.vector_ops = ops
+    cost.counts = counts
+    cost.compute_cycles = math.ceil(ops / cfg.cols)
+    cost.stall_cycles = stall_cycles(counts, cost.compute_cycles, cfg.dram_bw)
+    cost.energy = energy_by_level(counts, cfg.costs)
+    return cost
+
+
+def simulate_layer(layer: Any, cfg: AccelConfig) -> LayerCost:
+    """Cost one layer; with ``dataflow='best'`` keep the cheaper of WS and OS
+    (by total cycles or by energy, ``cfg.best_by``; ties go to the other measure)."""
+    if not layer.is_compute:
+        return cost_vector_layer(layer, cfg)
+    if cfg.dataflow in DATAFLOWS:
+        return cost_compute_layer(layer, cfg, cfg.dataflow)
+    options = [cost_compute_layer(layer, cfg, df) for df in DATAFLOWS]
+    if cfg.best_by == "energy":
+        return min(options, key=lambda c: (c.total_energy, c.cycles))
+    return min(options, key=lambda c: (c.cycles, c.total_energy))
+
+
+def layer_signature(layer: Any) -> tuple:
+    """Everything the cost of a layer depends on (all but its name)."""
+    return (layer.kind, tuple(layer.in_shape), tuple(layer.out_shape), tuple(layer.kernel),
+            tuple(layer.stride), layer.groups, layer.batch, layer.macs, layer.elements)
+
+
+def simulate(layers: Sequence[Any], cfg: AccelConfig) -> list[LayerCost]:
+    """Cost every layer of a network, in order; none is dropped.
+
+    Networks repeat blocks, so a layer shaped like an earlier one reuses its cost.
+    """
+    seen: dict[tuple, LayerCost] = {}
+    out = []
+    for layer in layers:
+        key = layer_signature(layer)
+        cost = seen.get(key)
+        if cost is None:
+            cost = seen[key] = simulate_layer(layer, cfg)
+        elif cost.name != layer.name:
+            cost = replace(cost, name=layer.name)
+        out.append(cost)
+    return out
