@@ -192,9 +192,14 @@ def layer_table(model: Any, input_size: Sequence[int], batch: int = 1) -> list[L
             elif fname == "adaptive_avg_pool2d" or (
                 fname == "mean" and isinstance(args[0], torch.Tensor) and args[0].dim() == 4
             ):
+                # Adaptive pooling to (oh, ow) is a plain pool with stride in // out and
+                # the kernel that covers the rest (exact when in is a multiple of out).
                 x = args[0]
-                record(AVGPOOL, "avgpool", x, out, kernel=(int(x.shape[2]), int(x.shape[3])),
-                       stride=(int(x.shape[2]), int(x.shape[3])), leaf=leaf)
+                ih, iw = int(x.shape[2]), int(x.shape[3])
+                oh, ow = (int(out.shape[2]), int(out.shape[3])) if out.dim() == 4 else (1, 1)
+                sh, sw = max(ih // oh, 1), max(iw // ow, 1)
+                record(AVGPOOL, "avgpool", x, out, kernel=(ih - (oh - 1) * sh, iw - (ow - 1) * sw),
+                       stride=(sh, sw), leaf=leaf)
             elif fname == "batch_norm":
                 w = _arg(args, kwargs, 3, "weight", None)
                 b = _arg(args, kwargs, 4, "bias", None)
