@@ -61,7 +61,7 @@ def main() -> None:
 
     import torch
 
-    from harness.commands.inspect import shape_only_table
+    from harness.layers import shape_only_table
     from harness.layers import layer_table
     from harness.plugins.manager import get_plugin_manager
 

@@ -142,9 +142,9 @@ class RunRequest:
     def layers(self) -> list["Layer"]:
         """The model's layer table at this batch and input size (built once)."""
         if self._layers is None:
-            from harness.layers import layer_table
+            from harness.layers import model_layers
 
-            self._layers = layer_table(self.model.build(), self.input_size, batch=self.batch)
+            self._layers = model_layers(self.model, self.input_size, batch=self.batch)
         return self._layers
 
 

@@ -9,7 +9,8 @@ from functools import lru_cache
 import pytest
 from click.testing import CliRunner
 
-from harness.commands.inspect import command, model_layers, smallest_input
+from harness.commands.inspect import command
+from harness.layers import model_layers, smallest_input
 from harness.layers import totals
 from harness.plugins.manager import get_plugin_manager
 

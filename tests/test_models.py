@@ -18,7 +18,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from harness.commands.inspect import model_layers, shape_only_table
+from harness.layers import model_layers, shape_only_table
 from harness.layers import COMPUTE_KINDS, totals
 from harness.plugins.manager import get_plugin_manager
 
