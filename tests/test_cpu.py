@@ -1,0 +1,417 @@
+"""The cpu backend (option checks, what a run stores, the timing loop) and `bench compare`."""
+from __future__ import annotations
+
+import json
+import math
+import random
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, make_distribution
+
+TINY_PLUGIN = '''
+from harness import ModelSpec, hookimpl
+
+
+def build():
+    import torch.nn as nn
+
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(16, 10),
+    )
+
+
+def build_strided():
+    import torch.nn as nn
+
+    # Three stride-4 convolutions without padding: inputs under 64x64 shrink to nothing.
+    return nn.Sequential(nn.Conv2d(3, 4, 4, stride=4), nn.Conv2d(4, 4, 4, stride=4),
+                         nn.Conv2d(4, 4, 4, stride=4), nn.Flatten(), nn.Linear(4, 10))
+
+
+@hookimpl
+def bench_models():
+    return [
+        ModelSpec("tiny-cnn", "test", build, input_size=(3, 16, 16), num_classes=10),
+        ModelSpec("tiny-strided", "test", build_strided, input_size=(3, 64, 64), num_classes=10),
+    ]
+'''
+
+FAST = ["--hw-opt", "min_time=0.05", "--hw-opt", "warmup=0.02", "--hw-opt", "min_samples=5"]
+
+
+@pytest.fixture(scope="module")
+def tiny_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    site = tmp_path_factory.mktemp("tiny_site")
+    make_distribution(site, "bench-tiny", "0.1", {"tiny": "bench_tiny"},
+                      {"bench_tiny.py": TINY_PLUGIN})
+    return site
+
+
+@pytest.fixture
+def tiny_bench(bench, tiny_site):
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return bench(*args, env={"PYTHONPATH": str(tiny_site)})
+
+    return run
+
+
+def one_line_error(out: subprocess.CompletedProcess) -> str:
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr
+    lines = [l for l in out.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), out.stderr
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- option checks
+BAD_OPTIONS = [
+    (["--batch", "0"], ["--batch", "positive"]),
+    (["--batch", "-3"], ["--batch", "positive"]),
+    (["--hw-opt", "threads=0"], ["threads", "at least 1", "usable cores"]),
+    (["--hw-opt", "threads=-2"], ["threads", "at least 1"]),
+    (["--hw-opt", "threads=1.5"], ["threads", "positive integer"]),
+    (["--hw-opt", "threads=many"], ["threads", "positive integer or 'all'"]),
+    (["--hw-opt", "dtype=float16"], ["dtype", "'float16'", "valid: bfloat16, float32"]),
+    (["--hw-opt", "min_time=0"], ["min_time", "positive number of seconds"]),
+    (["--hw-opt", "min_samples=1"], ["min_samples", "at least 2"]),
+    (["--hw-opt", "channels_last=maybe"], ["channels_last", "true or false"]),
+]
+
+
+@pytest.mark.parametrize("args,words", BAD_OPTIONS, ids=[" ".join(a) for a, _ in BAD_OPTIONS])
+def test_bad_option_exits_2_with_a_clear_message(tiny_bench, args, words):
+    line = one_line_error(tiny_bench("run", "--model", "tiny-cnn", "--hw", "cpu", *args))
+    for word in words:
+        assert word in line, line
+
+
+def test_input_the_network_cannot_take_is_a_usage_error(tiny_bench):
+    line = one_line_error(tiny_bench("run", "--model", "tiny-strided", "--hw", "cpu",
+                                     "--input-size", "32", *FAST))
+    assert "cannot run on input 3x32x32" in line and "native input is 3x64x64" in line
+
+
+def test_bfloat16_runs_only_where_the_cpu_supports_it(tiny_bench):
+    import torch
+
+    out = tiny_bench("run", "--model", "tiny-cnn", "--hw", "cpu", "--hw-opt", "dtype=bfloat16",
+                     "--format", "json", *FAST)
+    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["summary"]["dtype"] == "bfloat16"
+    else:
+        line = one_line_error(out)
+        assert "no native bfloat16" in line and "float32" in line
+
+
+def test_backend_rejects_a_bad_batch_itself():
+    """Callers other than the CLI (matrix, scripts) get the same check."""
+    from harness.errors import BenchUsageError
+    from harness.specs import ModelSpec, RunRequest
+    from harness.specs import parse_options
+    from plugins.hardware.cpu import OPTIONS, run_cpu
+
+    spec = ModelSpec("x", "test", lambda: None)
+    options = parse_options(OPTIONS, [], "hardware 'cpu'")
+    with pytest.raises(BenchUsageError, match="batch size must be a positive integer"):
+        run_cpu(RunRequest(model=spec, batch=0, input_size=(3, 8, 8), options=options))
+    with pytest.raises(BenchUsageError, match="input size must be three positive integers"):
+        run_cpu(RunRequest(model=spec, batch=1, input_size=(3, 0, 8), options=options))
+
+
+# --------------------------------------------------------------------------- what a run stores
+def test_stored_run_carries_samples_environment_and_options(tiny_bench):
+    out = tiny_bench("run", "--model", "tiny-cnn", "--hw", "cpu", "--batch", "2",
+                     "--hw-opt", "threads=1", "--hw-opt", "channels_last=true",
+                     "--format", "json", *FAST)
+    assert out.returncode == 0, out.stderr
+    printed = json.loads(out.stdout)
+    shown = tiny_bench("results", "show", str(printed["id"]), "--format", "json")
+    assert shown.returncode == 0, shown.stderr
+    stored = json.loads(shown.stdout)
+
+    samples = stored["samples"]
+    summary = stored["summary"]
+    assert len(samples) == summary["samples"] >= 5
+    assert all(s > 0 for s in samples)
+    # The headline is the median of exactly the stored samples.
+    assert summary["time_s"] == pytest.approx(statistics.median(samples), rel=1e-12)
+    assert summary["median_ms"] == pytest.approx(1e3 * statistics.median(samples), rel=1e-12)
+    assert summary["min_ms"] == pytest.approx(1e3 * min(samples), rel=1e-12)
+    assert summary["throughput"] == pytest.approx(2 / summary["time_s"])
+    assert summary["macs"] > 0
+    assert summary["gflop_per_s"] == pytest.approx(2 * summary["macs"] / summary["time_s"] / 1e9)
+    assert summary["peak_rss_mib"] > 0
+
+    assert stored["options"]["threads"] == 1 and summary["threads"] == 1
+    assert stored["options"]["channels_last"] is True and summary["channels_last"] is True
+    assert stored["options"]["dtype"] == "float32"
+    assert stored["options"]["batch"] == 2
+    assert stored["options"]["min_time"] == 0.05
+    env = stored["environment"]
+    assert env["torch"] and env["host"] and env["cpu_count"] >= 1 and env["plugin"] == "cpu"
+
+
+def test_default_threads_is_every_usable_core_and_is_recorded(tiny_bench):
+    import os
+
+    out = tiny_bench("run", "--model", "tiny-cnn", "--hw", "cpu", "--format", "json", *FAST)
+    assert out.returncode == 0, out.stderr
+    printed = json.loads(out.stdout)
+    assert printed["options"]["threads"] == len(os.sched_getaffinity(0))
+    assert printed["summary"]["threads"] == len(os.sched_getaffinity(0))
+
+
+def test_per_layer_rows_join_the_layer_table(tiny_bench):
+    out = tiny_bench("run", "--model", "tiny-cnn", "--hw", "cpu", "--layers",
+                     "--hw-opt", "threads=1", "--format", "json", *FAST)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    layers = result["layers"]
+    kinds = [row["kind"] for row in layers]
+    assert kinds == ["conv", "bn", "act", "dwconv", "act", "maxpool", "conv", "act", "avgpool",
+                     "reshape", "fc"]
+    assert all(row["time_ms"] is not None and row["time_ms"] > 0 for row in layers)
+    assert sum(row["mmacs"] for row in layers) * 1e6 == pytest.approx(result["summary"]["macs"])
+    for row in layers:
+        assert row["bound"] in ("compute", "memory")
+        if row["mmacs"]:
+            assert row["gflop_per_s"] == pytest.approx(
+                2 * row["mmacs"] * 1e6 / (row["time_ms"] / 1e3) / 1e9)
+    assert sum(row["time_pct"] for row in layers) == pytest.approx(100)
+    assert result["summary"]["peak_gflop_per_s_est"] > 0
+    assert result["summary"]["mem_gb_per_s_est"] > 0
+
+
+def test_timed_calls_match_the_layer_table_one_to_one():
+    """Inline adds and concatenations count; a 2-D view is not a flatten and does not."""
+    import torch
+    import torch.nn as nn
+
+    from harness.layers import layer_table
+    from plugins.hardware.cpu import _table_kind, align, timed_pass
+
+    class Residual(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Conv2d(4, 4, 3, padding=1)
+            self.b = nn.Conv2d(4, 4, 1, groups=2)
+            self.fc = nn.Linear(8 * 8 * 8, 3)
+
+        def forward(self, x):
+            y = torch.relu(self.a(x)) + x
+            y = torch.cat([y, self.b(y)], dim=1)
+            y = torch.flatten(y, 1).view(-1, 8 * 8 * 8)
+            return self.fc(y)
+
+    model = Residual().eval()
+    layers = layer_table(model, (4, 8, 8), batch=2)
+    with torch.inference_mode():
+        calls = timed_pass(model, torch.randn(2, 4, 8, 8), lambda: None)
+    assert [k for k, _ in calls] == [_table_kind(l.kind) for l in layers] == [
+        "conv", "act", "add", "conv", "concat", "reshape", "fc"]
+    times = align(layers, calls)
+    assert times == [t for _, t in calls] and all(t > 0 for t in times)
+
+
+def test_listing_backends_does_not_import_torch():
+    code = ("import sys\nfrom plugins.hardware.cpu import bench_hardware\n"
+            "names = [s.name for s in bench_hardware()]\n"
+            "assert 'cpu' in names, names\nassert 'torch' not in sys.modules\nprint('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=str(REPO))
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_cuda_is_registered_only_when_a_gpu_is_visible(monkeypatch):
+    from plugins.hardware import cpu
+
+    monkeypatch.setattr(cpu.glob, "glob",
+                        lambda pattern: ["/dev/nvidia0"] if pattern.startswith("/dev/") else [])
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert [s.name for s in cpu.bench_hardware()] == ["cpu", "cuda"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert [s.name for s in cpu.bench_hardware()] == ["cpu"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    assert [s.name for s in cpu.bench_hardware()] == ["cpu"]
+    monkeypatch.setattr(cpu.glob, "glob", lambda pattern: [])
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert [s.name for s in cpu.bench_hardware()] == ["cpu"]
+    assert all(s.timing_sensitive for s in cpu.bench_hardware())
+
+
+# --------------------------------------------------------------------------- the timing loop
+class FakeMachine:
+    """A clock that only moves when work is done: each read costs ``read_cost`` seconds,
+    and each pass costs what ``pass_cost(n)`` says for the n-th pass."""
+
+    def __init__(self, pass_cost, read_cost: float = 100e-9) -> None:
+        self.now = 0.0
+        self.passes = 0
+        self.pass_cost = pass_cost
+        self.read_cost = read_cost
+
+    def clock(self) -> float:
+        self.now += self.read_cost
+        return self.now
+
+    def run_once(self) -> None:
+        self.now += self.pass_cost(self.passes)
+        self.passes += 1
+
+
+def measure(machine: FakeMachine, **kw):
+    from plugins.hardware.cpu import time_blocks
+
+    calls = []
+    m = time_blocks(machine.run_once, lambda: None, clock=machine.clock,
+                    progress=lambda d, t, label: calls.append((d, t, label)),
+                    **{"min_time": 0.5, "min_samples": 10, "warmup": 0.1, **kw})
+    return m, calls
+
+
+def test_short_passes_are_grouped_so_the_clock_costs_under_a_ten_thousandth():
+    from plugins.hardware.cpu import MAX_TIMER_OVERHEAD
+
+    machine = FakeMachine(lambda n: 10e-6)  # 10 us passes, 100 ns clock reads
+    m, calls = measure(machine)
+    assert m.timer_overhead_s == pytest.approx(100e-9)
+    # 100 x 10 us = 1 ms, of which 100 ns is 1e-4 (101 when rounding lands just above).
+    assert m.iters_per_sample in (100, 101)
+    assert m.timer_overhead_s / (m.iters_per_sample * 10e-6) <= MAX_TIMER_OVERHEAD * 1.000001
+    # Samples are per pass, with the clock's cost spread over the block.
+    assert all(s == pytest.approx(10e-6 + 100e-9 / m.iters_per_sample) for s in m.samples)
+    assert sum(m.samples) * m.iters_per_sample >= 0.5  # min_time filled
+    assert calls and calls[-1][2] == "measuring" and calls[-1][0] == calls[-1][1]
+
+
+def test_long_passes_are_one_per_sample_and_min_samples_wins_over_min_time():
+    machine = FakeMachine(lambda n: 0.2)
+    m, _ = measure(machine, min_time=0.5, min_samples=7)
+    assert m.iters_per_sample == 1
+    assert len(m.samples) == 7  # 0.5 s would need only 3
+
+
+def test_warm_up_waits_until_passes_stop_getting_faster():
+    # A compile-like first pass, then passes that keep speeding up (caches, clocks) long
+    # after the 0.05 s warm-up asked for.
+    def cost(n: int) -> float:
+        return 5.0 if n == 0 else 1e-3 + 4e-3 * math.exp(-n / 30)
+
+    machine = FakeMachine(cost)
+    m, _ = measure(machine, warmup=0.05)
+    assert m.warmup_passes > 150
+    assert max(m.samples) < 1.01e-3  # none of the slow passes leaked into the samples
+
+
+def test_warm_up_gives_up_at_its_deadline():
+    machine = FakeMachine(lambda n: 1e-3 * (1 + 1000 / (n + 1)))  # faster and faster
+    m, _ = measure(machine, warmup=0.1, min_time=0.01)
+    first_pass = 1e-3 * 1001
+    assert 5.0 <= m.warmup_s - first_pass < 5.1  # max(5 x warmup, 5 s) after the first pass
+
+
+def test_garbage_collector_is_off_while_timing_and_restored():
+    import gc
+
+    seen = []
+    machine = FakeMachine(lambda n: 1e-3)
+    original = machine.run_once
+    machine.run_once = lambda: (seen.append(gc.isenabled()), original())
+    assert gc.isenabled()
+    m, _ = measure(machine, min_time=0.02, min_samples=3)
+    assert gc.isenabled()
+    assert seen[-len(m.samples):] == [False] * len(m.samples)
+
+
+# --------------------------------------------------------------------------- compare
+def add_run(store_path: Path, samples: list[float], **extra) -> int:
+    from harness.store import ResultStore
+
+    with ResultStore(store_path) as store:
+        return store.add("run", plugin="cpu", model="tiny-cnn", hardware="cpu",
+                         options={"threads": 2, "batch": 1, **extra.pop("options", {})},
+                         environment={"host": "h", "torch": "2.x", **extra.pop("env", {})},
+                         summary={"time_s": statistics.median(samples) if samples else None},
+                         samples=samples, **extra)
+
+
+def noisy(seed: int, median: float, n: int = 40) -> list[float]:
+    rng = random.Random(seed)
+    # Right-skewed like real timings: a floor plus exponential interruptions.
+    return [median * 0.97 + rng.expovariate(1 / (median * 0.04)) for _ in range(n)]
+
+
+def compare_json(bench, a: int, b: int, *extra: str) -> dict:
+    out = bench("compare", str(a), str(b), "--format", "json", *extra)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_compare_tells_a_2x_slower_run_from_an_equal_one(bench, store_path):
+    base = add_run(store_path, noisy(1, 0.010))
+    same = add_run(store_path, noisy(2, 0.010))
+    slow = add_run(store_path, noisy(3, 0.020))
+
+    equal = compare_json(bench, base, same)
+    assert equal["verdict"] == "no significant difference"
+    assert equal["ratio_b_over_a"] == pytest.approx(1.0, abs=0.05)
+    assert equal["p_value"] >= 0.05
+
+    slower = compare_json(bench, base, slow)
+    assert slower["verdict"] == "slower"
+    assert slower["ratio_b_over_a"] == pytest.approx(2.0, rel=0.05)
+    assert slower["p_value"] < 1e-6
+
+    faster = compare_json(bench, slow, base)
+    assert faster["verdict"] == "faster"
+    assert faster["ratio_b_over_a"] == pytest.approx(0.5, rel=0.05)
+
+    table = bench("compare", str(base), str(slow))
+    assert table.returncode == 0
+    assert "verdict: slower" in table.stdout and "ratio of medians B/A: 2.0" in table.stdout
+
+
+def test_compare_ignores_a_significant_but_negligible_change(bench, store_path):
+    a = add_run(store_path, [0.0100 + 1e-6 * i for i in range(50)])
+    b = add_run(store_path, [0.0101 + 1e-6 * i for i in range(50)])  # +1%, very consistent
+    result = compare_json(bench, a, b)
+    assert result["p_value"] < 0.05
+    assert result["verdict"] == "no significant difference"
+    assert "min-effect" in result["reason"]
+    assert compare_json(bench, a, b, "--min-effect", "0.005")["verdict"] == "slower"
+
+
+def test_compare_says_when_too_few_samples_could_ever_be_significant(bench, store_path):
+    a = add_run(store_path, [0.010, 0.011, 0.012])
+    b = add_run(store_path, [0.030, 0.031, 0.032])
+    result = compare_json(bench, a, b)
+    assert result["verdict"] == "no significant difference"
+    assert "too few samples" in result["reason"]
+
+
+def test_compare_notes_what_differs_between_the_runs(bench, store_path):
+    a = add_run(store_path, noisy(4, 0.01))
+    b = add_run(store_path, noisy(5, 0.01), options={"threads": 1}, env={"torch": "2.y"})
+    notes = compare_json(bench, a, b)["differences"]
+    assert "option threads: 2 vs 1" in notes and "torch: 2.x vs 2.y" in notes
+
+
+def test_compare_errors_are_usage_errors(bench, store_path):
+    good = add_run(store_path, noisy(6, 0.01))
+    empty = add_run(store_path, [])
+    short = add_run(store_path, [0.01, 0.02])
+    assert "has no stored samples" in one_line_error(bench("compare", str(good), str(empty)))
+    assert "only 2 samples" in one_line_error(bench("compare", str(short), str(good)))
+    assert "no result with id 99" in one_line_error(bench("compare", str(good), "99"))
+    assert "must be a number" in one_line_error(bench("compare", "last", str(good)))
+    assert "--alpha must be between 0 and 1" in one_line_error(
+        bench("compare", str(good), str(good), "--alpha", "1.5"))
