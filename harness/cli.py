@@ -17,7 +17,7 @@ import click
 
 from harness import __version__
 from harness.errors import BenchUsageError
-from harness.output import FORMATS, emit, render, to_json, write
+from harness.output import FORMATS, emit, metric_rows, render, to_json, write
 from harness.plugins.manager import TRACE_ENV, get_plugin_manager
 from harness.store import STORE_ENV, ResultStore, StoredResult
 
@@ -340,7 +340,7 @@ def run_command(model_name: str, hw_name: str, batch: int, input_size: int | Non
              + (f", stored as result {result_id}" if result_id else "")]
     if per_layer and result.layers:
         parts.append(render(result.layers, "table", result.layer_columns))
-    parts.append(render([{"metric": k, "value": v} for k, v in result.summary.items()], "table"))
+    parts.append(render(metric_rows(result.summary), "table", colalign=("left", "right")))
     write("\n\n".join(parts), out)
 
 
@@ -399,10 +399,9 @@ def results_show(result_id: str, fmt: str, store_path: str | None) -> None:
         "id", "kind", "status", "created_utc", "finished_utc", "plugin", "model", "hardware",
         "optimizer", "problem", "ranks", "error") if getattr(result, k) is not None]
     parts = [render(head, "table"),
-             render([{"option": k, "value": v} for k, v in result.options.items()], "table"),
-             render([{"metric": k, "value": v} for k, v in result.summary.items()], "table"),
-             render([{"environment": k, "value": v} for k, v in result.environment.items()],
-                    "table")]
+             render(metric_rows(result.options, "option"), "table"),
+             render(metric_rows(result.summary), "table"),
+             render(metric_rows(result.environment, "environment"), "table")]
     if result.samples:
         parts.append(f"{len(result.samples)} samples stored")
     if result.layers:

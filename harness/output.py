@@ -35,6 +35,22 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def readable(value: Any) -> Any:
+    """A number as people read it: integers with separators, floats to 4 digits."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if value.is_integer() and abs(value) < 1e15 else f"{value:.4g}"
+    return _cell(value)
+
+
+def metric_rows(values: dict[str, Any], key: str = "metric") -> list[dict[str, Any]]:
+    """A dict as two-column rows for a table, values made readable."""
+    return [{key: k, "value": readable(v)} for k, v in values.items()]
+
+
 def to_json(obj: Any) -> str:
     return json.dumps(_json_safe(obj), indent=2, default=str)
 
@@ -44,6 +60,7 @@ def render(
     fmt: str = "table",
     columns: Sequence[str] | None = None,
     floatfmt: str = ".4g",
+    colalign: Sequence[str] | None = None,
 ) -> str:
     """The rows as text in ``fmt``; ``columns`` picks and orders the keys."""
     rows = list(rows)
@@ -66,7 +83,8 @@ def render(
     from tabulate import tabulate
 
     body = [[_cell(row.get(c)) for c in columns] for row in rows]
-    return tabulate(body, headers=list(columns), floatfmt=floatfmt, intfmt=",", disable_numparse=False)
+    return tabulate(body, headers=list(columns), floatfmt=floatfmt, intfmt=",",
+                    colalign=colalign)
 
 
 def write(text: str, out: str | None = None) -> None:
