@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from harness.layers import model_layers, shape_only_table
+from harness.layers import model_layers, one_thread, shape_only_table
 from harness.layers import COMPUTE_KINDS, totals
 from harness.plugins.manager import get_plugin_manager
 
@@ -75,18 +74,6 @@ def count_macs_with_hooks(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tens
         for h in handles:
             h.remove()
     return out, total
-
-
-@contextmanager
-def one_thread():
-    """Counts do not depend on threads, and on a shared 2-core machine one OpenMP thread
-    runs these small convolutions many times faster than two contending ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @lru_cache(maxsize=None)

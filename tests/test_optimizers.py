@@ -198,7 +198,10 @@ def test_ctrl_c_kills_the_job_and_keeps_what_was_stored(tmp_path, env):
     launcher = subprocess.Popen(
         BENCH + ["sweep", "--optimizer", "cocoa", "--problem", "logreg", *PROBLEM_ARGS,
                  "--ranks", "2", "--iterations", "10000000", "--store", str(store)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # a shell running the suite in the background ignores SIGINT, and children
+        # inherit that: give the launcher the default disposition a terminal gives it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + HANG_GUARD
         while time.monotonic() < deadline:
