@@ -25,13 +25,16 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def _json_safe(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """JSON cannot hold NaN/inf portably (they become null), nor numpy/torch scalars."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        return jsonable(value.item())
     return value
 
 
@@ -52,7 +55,7 @@ def metric_rows(values: dict[str, Any], key: str = "metric") -> list[dict[str, A
 
 
 def to_json(obj: Any) -> str:
-    return json.dumps(_json_safe(obj), indent=2, default=str)
+    return json.dumps(jsonable(obj), indent=2, default=str)
 
 
 def render(

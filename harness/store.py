@@ -10,7 +10,6 @@ loses nothing already written, and a partial sweep stays visible as partial.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sqlite3
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ from typing import Any, Iterator, Sequence
 
 from harness.environment import utc_now
 from harness.errors import BenchUsageError
+from harness.output import jsonable
 
 STORE_ENV = "BENCH_STORE"
 STATUSES = ("running", "complete", "failed", "timeout", "interrupted")
@@ -85,21 +85,8 @@ def default_store_path() -> Path:
     return Path(base) / "bench" / "results.sqlite"
 
 
-def _jsonable(value: Any) -> Any:
-    """JSON cannot hold NaN/inf portably: store them as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
-        return _jsonable(value.item())
-    return value
-
-
 def _dumps(value: Any) -> str:
-    return json.dumps(_jsonable(value), sort_keys=False, default=str)
+    return json.dumps(jsonable(value), sort_keys=False, default=str)
 
 
 @dataclass
@@ -225,7 +212,7 @@ class ResultStore:
             extra = {k: v for k, v in row.items() if k not in ITERATION_COLUMNS}
             values.append(
                 (result_id,)
-                + tuple(_jsonable(row.get(c)) for c in ITERATION_COLUMNS)
+                + tuple(jsonable(row.get(c)) for c in ITERATION_COLUMNS)
                 + (_dumps(extra),)
             )
         marks = ",".join("?" * (len(ITERATION_COLUMNS) + 2))
