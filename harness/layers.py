@@ -23,7 +23,7 @@ Counting conventions (the standard ones):
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Iterator, Sequence
 
 from harness.errors import BenchUsageError
@@ -342,35 +342,52 @@ def smallest_input(spec: Any) -> int | None:
     return high
 
 
-def _pixels(size: tuple[int, ...]) -> int:
-    return int(size[-1]) * int(size[-2])
-
-
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def with_batch(layers: Sequence[Layer], batch: int) -> list[Layer]:
+    """The table at ``batch`` from the table at batch 1.
+
+    Shapes are per sample and every operation treats samples independently, so
+    only the batch-wide counts change, by the factor ``batch``: a table at batch
+    100,000 costs what the table at batch 1 costs.
+    """
+    if batch == 1:
+        return list(layers)
+    return [replace(layer, batch=batch, macs=layer.macs * batch,
+                    elements=layer.elements * batch, extra=dict(layer.extra))
+            for layer in layers]
+
+
+def _pixels(size: tuple[int, ...]) -> int:
+    return int(size[-1]) * int(size[-2])
+
+
 def model_layers(spec: Any, input_size: tuple[int, ...], batch: int = 1) -> list:
     """The layer table of a ModelSpec at ``input_size``: what backends and ``inspect`` use.
 
-    Computed on the CPU with one thread (a shape table needs no speed, and two
-    OpenMP threads on a shared 2-core machine can make small convolutions ten
-    times slower). Inputs with more than ``META_ABOVE`` times the model's default
-    pixel count go to PyTorch's ``meta`` device instead: the same rows, but no
-    weights initialised and no activations computed, so ``--input-size 4096``
-    costs neither minutes nor gigabytes.
+    Traced at batch 1 and scaled to ``batch`` (:func:`with_batch`), so
+    ``--batch 100000`` costs what batch 1 costs. Traced on the CPU with one
+    thread (a shape table needs no speed, and two OpenMP threads on a shared
+    2-core machine can make small convolutions ten times slower). Inputs with
+    more than ``META_ABOVE`` times the model's default pixel count go to
+    PyTorch's ``meta`` device instead: the same rows, but no weights initialised
+    and no activations computed, so ``--input-size 4096`` costs neither minutes
+    nor gigabytes. (At default sizes the meta device is the slower choice: its
+    first use imports torch's symbolic-shape machinery, about 0.8 s.)
 
     A size the model cannot take is a :class:`BenchUsageError` naming the sizes
     that work.
     """
     if _pixels(input_size) > META_ABOVE * _pixels(spec.input_size):
         try:
-            return shape_only_table(spec, input_size, batch)
+            return with_batch(shape_only_table(spec, input_size), batch)
         except (RuntimeError, NotImplementedError):
             pass  # an operation the meta device cannot run: compute it for real
     try:
-        return cpu_table(spec, input_size, batch)
+        return with_batch(cpu_table(spec, input_size), batch)
     except RuntimeError as exc:
         error = exc
     side = input_size[-1]

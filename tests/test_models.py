@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from harness.layers import model_layers, one_thread, shape_only_table
+from harness.layers import cpu_table, model_layers, one_thread, shape_only_table
 from harness.layers import COMPUTE_KINDS, totals
 from harness.plugins.manager import get_plugin_manager
 
@@ -181,10 +181,13 @@ def test_layer_table_macs_and_params_agree_with_an_independent_count(name):
 @pytest.mark.parametrize("name", ["1.0-SqNxt-23v5", "1.0-G-SqNxt-23", "squeezenet1_1",
                                   "mobilenet_v1_0.25", "alexnet", "vgg19"])
 def test_shape_only_table_equals_the_computed_table(name):
-    """``bench inspect`` computes large inputs on the meta device: the rows must not change."""
+    """Tables are traced at batch 1 and scaled to the batch, and large inputs go to the
+    meta device: both must give the rows of a real forward pass at that batch."""
     s = spec(name)
+    computed = cpu_table(s, s.input_size, batch=BATCH)
+    assert [l.as_dict() for l in computed] == [l.as_dict() for l in table(name)]
     meta = shape_only_table(s, s.input_size, batch=BATCH)
-    assert [l.as_dict() for l in meta] == [l.as_dict() for l in table(name)]
+    assert [l.as_dict() for l in meta] == [l.as_dict() for l in computed]
 
 
 # --------------------------------------------------------------------------- exact totals

@@ -1,8 +1,9 @@
 """``bench inspect``: a model's layer table (shapes, kernels, parameters, MACs) with totals.
 
 The table comes from :func:`harness.layers.model_layers`, the same one every
-backend uses (one CPU thread; shape-only on the meta device for very large
-inputs; sizes a network cannot take are one-line errors).
+backend uses (traced at batch 1 and scaled, so any batch costs what batch 1
+costs; shape-only on the meta device for very large inputs; sizes a network
+cannot take are one-line errors).
 """
 from __future__ import annotations
 
