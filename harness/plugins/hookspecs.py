@@ -81,3 +81,25 @@ def bench_result_recorded(result):
     options, environment, ...). Use it to export or stream results. Exceptions
     raised here are reported as warnings and do not undo the write. Returns nothing.
     """
+
+
+@hookspec
+def bench_accel_presets():
+    """Called whenever ``bench`` lists the hardware backends, by the built-in ``accel``
+    simulator, to collect presets of it from other plugins.
+
+    Return a list of presets, each a path (``str`` or ``pathlib.Path``) to a TOML or
+    JSON preset file, an ``importlib.resources`` file, or a ``dict`` with the same
+    fields: ``name``, optional ``description``, optional ``energy`` (a built-in
+    table name such as ``"eyeriss"``, a path, or an inline table with ``mac``,
+    ``rf``, ``pe``, ``buffer``, ``dram``), and any ``accel`` option (``array``,
+    ``ifmap_kib``, ``dram_bw``, ``cost_dram``, ...; ``bench preset fields`` lists
+    them). Each becomes a backend of that name. An invalid preset is listed as
+    invalid and reports its error when used; it never hides the others. Example::
+
+        @hookimpl
+        def bench_accel_presets():
+            return [{"name": "edge-tpu-ish", "array": "64x64", "dram_bw": 32,
+                     "weight_kib": 512, "ifmap_kib": 512, "ofmap_kib": 256},
+                    importlib.resources.files("mychip") / "mychip.toml"]
+    """

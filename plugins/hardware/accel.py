@@ -8,14 +8,18 @@ accesses at each level and energy. The cost model is in
 :mod:`plugins.hardware.accel_model`; docs/accel.md explains it.
 
 Presets ``accel-8x8``, ``accel-16x16`` and ``accel-32x32`` are the same backend
-with other defaults; ``accel`` is ``accel-16x16``.
+with other defaults; ``accel`` is ``accel-16x16``. Presets and the energy table are
+data files (:mod:`plugins.hardware.accel_presets`): users add their own through
+``BENCH_ACCEL_PRESETS``, packages through the ``bench_accel_presets`` hook.
 """
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any, Callable
 
 from harness import BenchUsageError, HardwareSpec, OptionSpec, RunRequest, RunResult, hookimpl
+from plugins.hardware import accel_presets
 from plugins.hardware.accel_model import (
     COUNT_KEYS,
     EYERISS_COSTS,
@@ -67,8 +71,14 @@ def non_negative_number(text: str) -> float:
 
 
 # --------------------------------------------------------------------------- options
-def accel_options(array: str, buffer_kib: float, dram_bw: float) -> tuple[OptionSpec, ...]:
-    """The options of one preset; presets differ only in these defaults."""
+# The energy table behind the cost_* defaults (plugins/hardware/energy/eyeriss.toml).
+DEFAULT_ENERGY = accel_presets.load_energy("eyeriss")
+
+
+def accel_options(array: str = "16x16", buffer_kib: float = 64.0,
+                  dram_bw: float = 8.0) -> tuple[OptionSpec, ...]:
+    """The backend's options; a preset replaces some of their defaults."""
+    costs = DEFAULT_ENERGY.costs
     return (
         OptionSpec("array", array_shape, array_shape(array),
                    "PE array ROWSxCOLS (rows take the SCALE-Sim Sr dimension)"),
@@ -91,28 +101,20 @@ def accel_options(array: str, buffer_kib: float, dram_bw: float) -> tuple[Option
         OptionSpec("dram_bw", positive_number, dram_bw, "DRAM bandwidth, words per cycle"),
         OptionSpec("word_bits", positive_int, 16, "bits per word (activations, weights, sums)"),
         OptionSpec("clock_mhz", positive_number, 500.0, "clock, MHz (turns cycles into seconds)"),
-        OptionSpec("cost_mac", non_negative_number, EYERISS_COSTS["mac"],
+        OptionSpec("cost_mac", non_negative_number, costs["mac"],
                    "energy of one MAC (Eyeriss-relative units unless pj_per_unit is set)"),
-        OptionSpec("cost_rf", non_negative_number, EYERISS_COSTS["rf"],
+        OptionSpec("cost_rf", non_negative_number, costs["rf"],
                    "energy of one register-file access"),
-        OptionSpec("cost_pe", non_negative_number, EYERISS_COSTS["pe"],
+        OptionSpec("cost_pe", non_negative_number, costs["pe"],
                    "energy of one PE-to-PE transfer"),
-        OptionSpec("cost_buffer", non_negative_number, EYERISS_COSTS["buffer"],
+        OptionSpec("cost_buffer", non_negative_number, costs["buffer"],
                    "energy of one global-buffer access"),
-        OptionSpec("cost_dram", non_negative_number, EYERISS_COSTS["dram"],
+        OptionSpec("cost_dram", non_negative_number, costs["dram"],
                    "energy of one DRAM access"),
         OptionSpec("pj_per_unit", non_negative_number, 0.0,
                    "picojoules per cost unit; 0 reports relative units (MAC = 1), "
                    "1 makes the cost_* values absolute pJ"),
     )
-
-
-PRESETS = {
-    # name: (array, KiB per buffer partition, DRAM words per cycle)
-    "accel-8x8": ("8x8", 32.0, 4.0),
-    "accel-16x16": ("16x16", 64.0, 8.0),
-    "accel-32x32": ("32x32", 128.0, 16.0),
-}
 
 
 def config_from_options(options: dict[str, Any]) -> AccelConfig:
@@ -257,17 +259,49 @@ def make_runner(specs: tuple[OptionSpec, ...]) -> Callable[[RunRequest], RunResu
     return run
 
 
-def _description(name: str, array: str, kib: float, bw: float) -> str:
+def _description(name: str, defaults: dict[str, Any], energy: str) -> str:
     alias = " (same as accel-16x16)" if name == "accel" else ""
-    return (f"simulated accelerator{alias}: {array} PEs, WS/OS dataflow, 3x{kib:g} KiB buffer, "
-            f"{bw:g} words/cycle DRAM, Eyeriss energy table")
+    kib = [defaults[k] for k in ("ifmap_kib", "weight_kib", "ofmap_kib")]
+    buffer = f"3x{kib[0]:g} KiB" if len(set(kib)) == 1 else "/".join(f"{k:g}" for k in kib) + " KiB"
+    table = "Eyeriss" if energy == "eyeriss" else f"'{energy}'"
+    return (f"simulated accelerator{alias}: {defaults['array']} PEs, WS/OS dataflow, {buffer} "
+            f"buffer, {defaults['dram_bw']:g} words/cycle DRAM, {table} energy table")
+
+
+def preset_spec(preset: accel_presets.Preset, base: tuple[OptionSpec, ...]) -> HardwareSpec:
+    """The backend for one preset; an invalid preset's backend reports its error when used."""
+    if preset.error:
+        def refuse(request: RunRequest) -> RunResult:
+            raise BenchUsageError(preset.error)
+
+        return HardwareSpec(name=preset.name, options=base, run=refuse,
+                            description=f"INVALID preset ({preset.origin}): {preset.error}")
+    options = preset.options(base)
+    energy = preset.energy.name if preset.energy else "custom"
+    description = preset.description or _description(
+        preset.name, {o.name: o.default for o in options}, energy)
+    return HardwareSpec(name=preset.name, description=description, options=options,
+                        run=make_runner(options))
+
+
+def presets(base: tuple[OptionSpec, ...] | None = None) -> list[accel_presets.Preset]:
+    """Built-in presets, those of plugins (``bench_accel_presets``) and the user's files."""
+    from harness.plugins.manager import get_plugin_manager
+
+    sources = get_plugin_manager().call_each("bench_accel_presets")
+    return accel_presets.discover(base or accel_options(), config_from_options, sources)
 
 
 @hookimpl
 def bench_hardware() -> list[HardwareSpec]:
-    specs = []
-    for name, (array, kib, bw) in [("accel", PRESETS["accel-16x16"]), *PRESETS.items()]:
-        options = accel_options(array, kib, bw)
-        specs.append(HardwareSpec(name=name, description=_description(name, array, kib, bw),
-                                  options=options, run=make_runner(options)))
-    return specs
+    base = accel_options()
+    found = presets(base)
+    default = next(p for p in found if p.name == "accel-16x16" and p.origin == "built-in")
+    return [preset_spec(replace(default, name="accel"), base), *(preset_spec(p, base) for p in found)]
+
+
+@hookimpl
+def bench_register_commands(cli: Any) -> None:
+    from plugins.hardware.accel_preset_command import preset_group
+
+    cli.add_command(preset_group)
