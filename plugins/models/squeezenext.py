@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
-from harness import ModelSpec, hookimpl
+from harness import ModelSpec, ReportedMetric, hookimpl
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch.nn as nn
@@ -55,6 +55,28 @@ STAGE_CHANNELS = (32, 64, 128, 256)
 STEM_CHANNELS = 64
 HEAD_CHANNELS = 128
 OFFICIAL = "official Caffe definition, github.com/amirgholami/SqueezeNext"
+
+# ImageNet top-1 / top-5 (%) the paper reports for the published variants. The paper's own
+# text could not be opened where this was written; the figures agree in two independent
+# copies of its results (the "pytorch_model_integration" README's model table, and
+# Intelligent-Microsystems-Lab/HeterogeneousQuantization's SqueezeNext README, "original
+# paper 67.18%" for 2.0-SqNxt-23). Variants without a figure here report none: the
+# reconstructions (34 layers, v2-v4) and 1.5x, 44-layer and G variants until checked.
+SOURCE = ("Gholami et al., SqueezeNext, CVPR-W 2018 (arXiv:1803.10615), ImageNet results "
+          "tables; checked against two copies of the paper's table, not its text")
+REPORTED = {
+    "1.0-SqNxt-23": (59.05, 82.60),
+    "1.0-SqNxt-23v5": (59.24, 82.41),
+    "2.0-SqNxt-23": (67.18, 88.17),
+    "2.0-SqNxt-23v5": (67.44, 88.20),
+}
+
+
+def _reported(name: str) -> tuple[ReportedMetric, ...]:
+    if name not in REPORTED:
+        return ()
+    top1, top5 = REPORTED[name]
+    return (ReportedMetric("top1", top1, SOURCE), ReportedMetric("top5", top5, SOURCE))
 
 
 @dataclass(frozen=True)
@@ -177,6 +199,7 @@ def bench_models() -> list[ModelSpec]:
             builder=partial(build_squeezenext, v),
             input_size=INPUT_SIZE,
             description=v.description,
+            reported=_reported(v.name),
             notes=v.notes,
         )
         for v in VARIANTS
