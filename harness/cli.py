@@ -26,6 +26,8 @@ LAZY_COMMANDS = {
     "inspect": ("harness.commands.inspect", "Print a model's layer table with totals."),
     "matrix": ("harness.commands.matrix", "Run every model on every backend; one table."),
     "compare": ("harness.commands.compare", "Compare two stored runs (ratio, significance)."),
+    "explore": ("harness.commands.explore", "Sweep networks x hardware; Pareto fronts, plots."),
+    "design-study": ("harness.commands.design_study", "The SqueezeNext paper's hardware study."),
 }
 
 LIST_KINDS = ("models", "hardware", "optimizers", "problems", "analyzers")

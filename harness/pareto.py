@@ -175,10 +175,9 @@ def plot_fronts(points: Sequence[DesignPoint], y: Objective, xs: Sequence[Object
         stairs = sorted(on, key=lambda p: (p.value(x.key), p.value(y.key)), reverse=x.better(2, 1))
         ax.step([p.value(x.key) for p in stairs], [p.value(y.key) for p in stairs], where="post",
                 color="black", linewidth=0.8, alpha=0.6, zorder=1)
-        if annotate:
-            for p in on:
-                ax.annotate(p.label, (p.value(x.key), p.value(y.key)), fontsize=6.5,
-                            xytext=(4, 3), textcoords="offset points")
+        if annotate:  # once per spot: hardware-independent axes stack identical points
+            for text, xy in dict.fromkeys((p.label, (p.value(x.key), p.value(y.key))) for p in on):
+                ax.annotate(text, xy, fontsize=6.5, xytext=(4, 3), textcoords="offset points")
         if x.log:
             ax.set_xscale("log")
         ax.set_xlabel(x.label or x.key)
