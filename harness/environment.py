@@ -26,7 +26,9 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _version(dist: str) -> str | None:
+@lru_cache(maxsize=None)
+def package_version(dist: str) -> str | None:
+    """The installed version of distribution ``dist`` (from its metadata; nothing imported)."""
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
@@ -64,9 +66,9 @@ def capture(plugin: str | None = None) -> dict[str, Any]:
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
-        "torch": _version("torch"),
-        "mpi4py": _version("mpi4py"),
-        "numpy": _version("numpy"),
+        "torch": package_version("torch"),
+        "mpi4py": package_version("mpi4py"),
+        "numpy": package_version("numpy"),
         "harness": __version__,
         "git_commit": git_commit(),
         "plugin": plugin,

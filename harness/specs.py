@@ -140,11 +140,12 @@ class RunRequest:
     _layers: list["Layer"] | None = None
 
     def layers(self) -> list["Layer"]:
-        """The model's layer table at this batch and input size (built once)."""
+        """The model's layer table at this batch and input size (built once per request,
+        traced once per model and input size: :mod:`harness.layer_cache`)."""
         if self._layers is None:
-            from harness.layers import model_layers
+            from harness.layer_cache import cached_layers
 
-            self._layers = model_layers(self.model, self.input_size, batch=self.batch)
+            self._layers = cached_layers(self.model, self.input_size, batch=self.batch)
         return self._layers
 
 
