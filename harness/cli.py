@@ -26,6 +26,8 @@ LAZY_COMMANDS = {
     "inspect": ("harness.commands.inspect", "Print a model's layer table with totals."),
     "matrix": ("harness.commands.matrix", "Run every model on every backend; one table."),
     "compare": ("harness.commands.compare", "Compare two stored runs (ratio, significance)."),
+    "plugins": ("harness.commands.plugins", "Show installed plugins, what each registers, the broken ones."),
+    "plugin": ("harness.commands.plugin", "Check a plugin package, start a new one, print the reference."),
 }
 
 LIST_KINDS = ("models", "hardware", "optimizers", "problems", "analyzers")
@@ -105,7 +107,7 @@ class BenchGroup(click.Group):
     def _register_plugin_commands(self) -> None:
         if not BenchGroup._plugins_registered:
             BenchGroup._plugins_registered = True
-            get_plugin_manager().call_each("bench_register_commands", cli=self)
+            get_plugin_manager().register_commands(self, reserved=LAZY_COMMANDS)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._register_plugin_commands()
@@ -165,21 +167,7 @@ def cli() -> None:
     """
 
 
-# --------------------------------------------------------------------------- plugins / list
-@cli.command("plugins")
-@format_option("table", "json")
-def plugins_command(fmt: str) -> None:
-    """Show installed plugins, the hooks they implement, and the broken ones."""
-    infos = get_plugin_manager().plugins()
-    rows = [i.as_dict() for i in infos]
-    if fmt == "json":
-        write(to_json(rows))
-        return
-    for row in rows:
-        row["hooks"] = ", ".join(h.removeprefix("bench_") for h in row["hooks"])
-    emit(rows, "table", ["name", "status", "distribution", "version", "hooks", "error"])
-
-
+# --------------------------------------------------------------------------- list
 def _options_text(options: Sequence[Any]) -> str:
     return ", ".join(f"{o.name}={o.default}" for o in options)
 
