@@ -72,4 +72,4 @@ def reference(out: str | None) -> None:
     """Print the reference of every hook and spec, generated from the code (docs/reference.md)."""
     from harness.reference import generate
 
-    write(generate(), out)
+    write(generate().rstrip("\n"), out)  # write() adds the final newline
