@@ -399,7 +399,7 @@ class Report:
         return self.checked.get("hardware", [])
 
     def summary(self) -> str:
-        counted = ", ".join(f"{len(v)} {k}" for k, v in self.checked.items() if v) or "nothing"
+        counted = ", ".join(f"{k}: {len(v)}" for k, v in self.checked.items() if v) or "nothing"
         names = ", ".join(p.name for p in self.plugins)
         verdict = (f"{len(self.problems)} problem{'s' if len(self.problems) != 1 else ''}"
                    if self.problems else "no problems")
