@@ -1,6 +1,7 @@
 """Plugin authors' tools: bench plugin new / check, bench plugins --verbose / show, harness.testing."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -46,8 +47,12 @@ def test_new_package_installs_and_its_checks_and_tests_pass(bench, tmp_path):
     root = tmp_path / "bench-demo"
     assert (root / "pyproject.toml").read_text().count('demo = "bench_demo"') == 1
     site = tmp_path / "site"
-    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                          "--no-build-isolation", "--no-index", "--target", str(site), str(root)],
+    # Offline and fast with the environment's setuptools; an environment without it
+    # (Python 3.12+ venvs) lets pip fetch one into an isolated build.
+    offline = ["--no-build-isolation", "--no-index"] if importlib.util.find_spec("setuptools") \
+        else []
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", *offline,
+                          "--target", str(site), str(root)],
                          capture_output=True, text=True, timeout=300)
     assert pip.returncode == 0, pip.stderr
     env = {"PYTHONPATH": str(site)}
