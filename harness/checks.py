@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from harness.errors import BenchUsageError, unknown_choice
-from harness.plugins.manager import BenchPluginManager, PluginInfo, get_plugin_manager
+from harness.plugins.manager import BenchPluginManager, PluginInfo, _one_line, get_plugin_manager
 from harness.specs import (
     AnalyzerSpec,
     HardwareSpec,
@@ -54,11 +54,6 @@ class Finding:
         where = f"{self.plugin}: " if self.plugin else ""
         prefix = "note: " if self.severity == NOTE else ""
         return f"{prefix}{where}{self.subject}: {self.message}"
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _shape(values: Iterable[int]) -> str:

@@ -41,8 +41,8 @@ packages = ["{package}"]
 README = '''\
 # bench-{name}
 
-A plugin for [bench](https://pypi.org/project/bench-harness/): the model `{name}-net` and
-the backend `{name}-hw`.
+A plugin for bench (the `bench-harness` distribution): the model `{name}-net` and the
+backend `{name}-hw`.
 
 ```
 pip install -e .                       # registers the entry point
