@@ -28,6 +28,8 @@ LAZY_COMMANDS = {
     "compare": ("harness.commands.compare", "Compare two stored runs (ratio, significance)."),
     "explore": ("harness.commands.explore", "Sweep networks x hardware; Pareto fronts, plots."),
     "design-study": ("harness.commands.design_study", "The SqueezeNext paper's hardware study."),
+    "plugins": ("harness.commands.plugins", "Show installed plugins, what each registers, the broken ones."),
+    "plugin": ("harness.commands.plugin", "Check a plugin package, start a new one, print the reference."),
 }
 
 LIST_KINDS = ("models", "hardware", "optimizers", "problems", "analyzers")
@@ -107,7 +109,7 @@ class BenchGroup(click.Group):
     def _register_plugin_commands(self) -> None:
         if not BenchGroup._plugins_registered:
             BenchGroup._plugins_registered = True
-            get_plugin_manager().call_each("bench_register_commands", cli=self)
+            get_plugin_manager().register_commands(self, reserved=LAZY_COMMANDS)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._register_plugin_commands()
@@ -167,21 +169,7 @@ def cli() -> None:
     """
 
 
-# --------------------------------------------------------------------------- plugins / list
-@cli.command("plugins")
-@format_option("table", "json")
-def plugins_command(fmt: str) -> None:
-    """Show installed plugins, the hooks they implement, and the broken ones."""
-    infos = get_plugin_manager().plugins()
-    rows = [i.as_dict() for i in infos]
-    if fmt == "json":
-        write(to_json(rows))
-        return
-    for row in rows:
-        row["hooks"] = ", ".join(h.removeprefix("bench_") for h in row["hooks"])
-    emit(rows, "table", ["name", "status", "distribution", "version", "hooks", "error"])
-
-
+# --------------------------------------------------------------------------- list
 def _options_text(options: Sequence[Any]) -> str:
     return ", ".join(f"{o.name}={o.default}" for o in options)
 

@@ -41,40 +41,62 @@ class Layer:
     """One operation of a network, as hardware models need it."""
 
     name: str
+    """The module path, e.g. ``features.conv1`` (``nn.Sequential`` children are named
+    ``0``, ``1``, ...: name submodules for readable tables); an operation written inline
+    in ``forward`` adds its own name (``block.add``), and repeats get ``.1``, ``.2``."""
     kind: str
+    """``conv``, ``gconv`` (grouped), ``dwconv`` (depthwise), ``fc`` (the compute kinds);
+    ``maxpool``, ``avgpool``, ``bn``, ``act``, ``add``, ``concat``, ``dropout``, ``reshape``."""
     in_shape: tuple[int, ...]
+    """One sample's input, ``(C, H, W)`` or ``(F,)``; no batch dimension."""
     out_shape: tuple[int, ...]
+    """One sample's output, as PyTorch computes it."""
     kernel: tuple[int, int] = (1, 1)
+    """``(kh, kw)`` of a convolution or pooling window."""
     stride: tuple[int, int] = (1, 1)
+    """``(sh, sw)``."""
     padding: tuple[int, int] = (0, 0)
+    """``(ph, pw)`` added on each side."""
     groups: int = 1
+    """Convolution groups (``Cin`` for a depthwise convolution)."""
     params: int = 0
+    """Weights and biases the operation uses (BatchNorm: scale and shift)."""
     macs: int = 0
+    """Multiply-accumulates over the whole batch (0 for non-compute kinds)."""
     batch: int = 1
-    elements: int = 0  # output elements over the batch (work of non-MAC layers)
+    """The batch the counts cover."""
+    elements: int = 0
+    """Output elements over the whole batch: the work of non-MAC layers."""
     extra: dict[str, Any] = field(default_factory=dict)
+    """Kind-specific details, e.g. ``ceil_mode`` of a max pool, ``inputs`` of a concat."""
 
     @property
     def cin(self) -> int:
+        """Input channels (or features)."""
         return self.in_shape[0]
 
     @property
     def cout(self) -> int:
+        """Output channels (or features)."""
         return self.out_shape[0]
 
     @property
     def out_hw(self) -> tuple[int, int]:
+        """Output ``(H, W)``; ``(1, 1)`` for a flat output."""
         return (self.out_shape[1], self.out_shape[2]) if len(self.out_shape) == 3 else (1, 1)
 
     @property
     def in_hw(self) -> tuple[int, int]:
+        """Input ``(H, W)``; ``(1, 1)`` for a flat input."""
         return (self.in_shape[1], self.in_shape[2]) if len(self.in_shape) == 3 else (1, 1)
 
     @property
     def is_compute(self) -> bool:
+        """True for conv, gconv, dwconv and fc layers."""
         return self.kind in COMPUTE_KINDS
 
     def as_dict(self) -> dict[str, Any]:
+        """The row as plain JSON-ready values (tuples become lists)."""
         row = asdict(self)
         for key in ("in_shape", "out_shape", "kernel", "stride", "padding"):
             row[key] = list(row[key])

@@ -38,18 +38,28 @@ class OptionSpec:
     """
 
     name: str
+    """The key in ``--hw-opt key=value`` (no spaces, commas or ``=``)."""
     type: Callable[[str], Any]
+    """Turns the text after ``=`` into the value; raises ``ValueError("short reason")``
+    for bad text, which ``bench`` prints as a one-line error (exit code 2). Use
+    ``int``, ``float``, ``str``, ``harness.specs.parse_bool`` or your own function."""
     default: Any
+    """The value the run gets when the option is not given (already a value, not text).
+    ``bench plugin check`` checks that ``type(str(default)) == default``."""
     help: str = ""
+    """One line for ``bench list hardware`` (say the unit)."""
     choices: tuple[str, ...] | None = None
+    """When set, the only texts accepted (case-insensitive); ``type`` then converts them."""
 
     @property
     def type_name(self) -> str:
+        """What ``bench list`` shows as the type: the choices, or the type's name."""
         if self.choices:
             return "|".join(self.choices)
         return getattr(self.type, "__name__", str(self.type)).replace("parse_", "")
 
     def parse(self, text: str, owner: str = "") -> Any:
+        """The value of ``text``; bad text raises :class:`BenchUsageError` naming the option."""
         where = f"{owner} option" if owner else "option"
         if self.choices is not None:
             if text.lower() not in {c.lower() for c in self.choices}:
@@ -96,10 +106,14 @@ def parse_options(
 class ReportedMetric:
     """A figure a paper reports for a model (never measured by this harness)."""
 
-    name: str  # e.g. "top1", "top5"
+    name: str
+    """Which figure, e.g. ``"top1"`` or ``"top5"`` (``bench list models`` shows these two)."""
     value: float
-    source: str  # citation, e.g. "Gholami et al., SqueezeNext, CVPR-W 2018, Table 2"
+    """The figure as the paper reports it, e.g. ``59.05`` (percent)."""
+    source: str
+    """The citation, e.g. ``"Gholami et al., SqueezeNext, CVPR-W 2018, Table 2"``."""
     dataset: str = "ImageNet"
+    """The data set the figure was measured on."""
 
 
 @dataclass(frozen=True)
@@ -112,15 +126,31 @@ class ModelSpec:
     """
 
     name: str
+    """Unique across plugins (compared case-insensitively); what ``--model`` takes."""
     family: str
+    """A group name for ``bench list models``, e.g. ``"squeezenext"``."""
     builder: Callable[[], "nn.Module"]
+    """No arguments; returns the ``torch.nn.Module`` (weights need not be trained). It must
+    also work under ``with torch.device("meta")``, where ``bench plugin check`` and large
+    ``--input-size`` runs build it. Import torch inside it, not at module level."""
     input_size: tuple[int, int, int] = (3, 224, 224)
+    """One sample's input ``(C, H, W)``, no batch dimension. For a model with no spatial
+    input (only fully connected layers) use ``(features, 1, 1)`` and start the network
+    with ``nn.Flatten()``; ``--input-size S`` replaces ``H`` and ``W``."""
     num_classes: int = 1000
+    """The width of the output, which must be ``(N, num_classes)``: the number of classes
+    for a classifier, the number of outputs per sample for anything else (regression
+    targets, an embedding's size). ``bench plugin check`` enforces it."""
     description: str = ""
+    """One line for ``bench list models``."""
     reported: tuple[ReportedMetric, ...] = ()
-    notes: str = ""  # e.g. "reconstruction: no official definition is published"
+    """Accuracies published for this network; ``bench`` never presents them as measured."""
+    notes: str = ""
+    """Caveats shown by ``bench list models``, e.g. ``"reconstruction: no official
+    definition is published"``."""
 
     def build(self) -> "nn.Module":
+        """Call ``builder``."""
         return self.builder()
 
 
@@ -130,13 +160,20 @@ class RunRequest:
     """Everything a hardware backend needs for one run."""
 
     model: ModelSpec
+    """The model to run."""
     batch: int
+    """Samples per batch (``--batch``)."""
     input_size: tuple[int, int, int]
+    """One sample's input ``(C, H, W)``: the model's own, or ``--input-size``."""
     options: dict[str, Any]
+    """Every option of the backend by name, parsed by its ``OptionSpec.type``, defaults
+    filled in."""
     per_layer: bool = False
+    """True with ``bench run --layers``: fill ``RunResult.layers``."""
     quiet: bool = False
-    # Called with (done, total, label) by long runs; the CLI draws a progress bar.
+    """True with ``--quiet``: print nothing."""
     progress: Callable[[int, int, str], None] | None = None
+    """Long runs call ``progress(done, total, label)``; the CLI draws a bar. May be None."""
     _layers: list["Layer"] | None = None
 
     def layers(self) -> list["Layer"]:
@@ -154,11 +191,16 @@ class RunResult:
     """What a backend returns: headline figures, optional per-layer rows, raw samples."""
 
     summary: dict[str, Any]
+    """Headline figures by name. Put one batch's latency in ``time_s`` (and energy in
+    ``energy_j`` when known) so ``bench matrix`` can compare backends."""
     layers: list[dict[str, Any]] = field(default_factory=list)
+    """One dict per layer when ``RunRequest.per_layer`` is set (``bench run --layers``)."""
     samples: list[float] = field(default_factory=list)
+    """Raw measurements (e.g. seconds per batch) that ``bench compare`` tests for significance."""
     warnings: list[str] = field(default_factory=list)
-    # Column order for the per-layer table (default: keys of the first row).
+    """One-line warnings ``bench run`` prints to stderr."""
     layer_columns: list[str] | None = None
+    """Column order of the per-layer table (default: the keys of the first row)."""
 
 
 @dataclass(frozen=True)
@@ -170,13 +212,19 @@ class HardwareSpec:
     """
 
     name: str
+    """Unique across plugins (case-insensitive); what ``--hw`` takes."""
     description: str
+    """One line for ``bench list hardware``."""
     options: tuple[OptionSpec, ...]
+    """What ``--hw-opt key=value`` accepts."""
     run: Callable[[RunRequest], RunResult]
-    # True when runs measure wall time on this machine and must not run concurrently.
+    """Runs or simulates one model; see :class:`RunRequest` and :class:`RunResult`."""
     timing_sensitive: bool = False
+    """True when runs measure wall time on this machine, so ``bench matrix`` never runs
+    them beside other work."""
 
     def parse_options(self, pairs: Sequence[str] | dict[str, str]) -> dict[str, Any]:
+        """``["key=value", ...]`` (or a dict of texts) to typed values, defaults filled in."""
         return parse_options(self.options, pairs, f"hardware '{self.name}'")
 
 
@@ -190,9 +238,13 @@ class ProblemSpec:
     """
 
     name: str
+    """Unique across plugins; what ``bench sweep --problem`` takes."""
     description: str
+    """One line for ``bench list problems``."""
     options: tuple[OptionSpec, ...]
+    """What ``--problem-opt key=value`` accepts."""
     factory: Callable[..., Any]
+    """``factory(options, comm)`` builds this rank's share of the problem (docs/optimizers.md)."""
 
 
 @dataclass(frozen=True)
@@ -204,11 +256,17 @@ class OptimizerSpec:
     """
 
     name: str
+    """Unique across plugins; what ``bench sweep --optimizer`` takes."""
     description: str
+    """One line for ``bench list optimizers``."""
     hyperparameters: tuple[OptionSpec, ...]
+    """What ``--opt key=value`` accepts."""
     factory: Callable[..., Any]
+    """Builds the rank-side algorithm (protocol in docs/optimizers.md)."""
     communication: str
-    problems: tuple[str, ...] = ()  # problem names it supports; empty means all
+    """The traffic of one iteration, e.g. ``"one Allreduce of d float64"``."""
+    problems: tuple[str, ...] = ()
+    """Names of the problems it can solve; empty means all."""
 
 
 # --------------------------------------------------------------------------- analyzers
@@ -221,6 +279,10 @@ class AnalyzerSpec:
     """
 
     name: str
+    """Unique across plugins."""
     description: str
+    """One line for ``bench list analyzers``."""
     command: str | None = None
-    reads: str = "iterations"  # which stored measurements: "runs" or "iterations"
+    """The ``bench`` subcommand it adds through ``bench_register_commands`` (``"rank"``)."""
+    reads: str = "iterations"
+    """Which stored measurements it reads: ``"runs"`` or ``"iterations"``."""

@@ -16,13 +16,11 @@ def test_docs_example_has_both_files():
     assert 'toy = "bench_toy"' in doc_files()["pyproject.toml"]
 
 
-def test_every_hook_spec_is_documented():
+def test_guide_names_every_hook_and_points_to_the_reference():
     text = DOC.read_text(encoding="utf-8")
-    specs = [n for n in dir(hookspecs) if n.startswith("bench_")]
-    assert len(specs) == 8
-    for name in specs:
-        assert f"### `{name}(" in text, f"{name} has no section in docs/plugins.md"
-        assert getattr(hookspecs, name).__doc__, f"{name} has no docstring"
+    for name in (n for n in dir(hookspecs) if n.startswith("bench_")):
+        assert f"`{name}" in text, f"{name} is not mentioned in docs/plugins.md"
+    assert "(reference.md)" in text
 
 
 def test_third_party_model_and_backend_are_listed_and_run(bench, site, tmp_path):

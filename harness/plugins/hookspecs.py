@@ -20,7 +20,15 @@ def bench_models():
 
     Return a list of :class:`harness.ModelSpec`. Names must be unique across
     plugins (compared case-insensitively). Do not import torch at module level:
-    build the network inside ``ModelSpec.builder``.
+    build the network inside ``ModelSpec.builder``, whose output must be
+    ``(N, num_classes)``.
+
+    Example::
+
+        @hookimpl
+        def bench_models():
+            return [ModelSpec(name="tiny-net", family="tiny", builder=build_tiny_net,
+                              input_size=(3, 32, 32), num_classes=10)]
     """
 
 
@@ -32,6 +40,17 @@ def bench_hardware():
     ``key=value`` options it accepts (types and defaults) and a ``run(request)``
     callable returning a :class:`harness.RunResult`. Register a backend only when
     it can run here (for example ``cuda`` only when a GPU is visible).
+
+    Example::
+
+        @hookimpl
+        def bench_hardware():
+            return [HardwareSpec(
+                name="macs-hw", description="1 ns per MAC",
+                options=(OptionSpec("ns_per_mac", float, 1.0, "nanoseconds per MAC"),),
+                run=lambda request: RunResult(summary={"time_s": 1e-9 * request.options[
+                    "ns_per_mac"] * sum(layer.macs for layer in request.layers())}),
+            )]
     """
 
 
@@ -42,6 +61,16 @@ def bench_optimizers():
     Return a list of :class:`harness.OptimizerSpec` with hyperparameters, a
     factory that builds the rank-side algorithm, and the per-iteration
     communication volume.
+
+    Example::
+
+        @hookimpl
+        def bench_optimizers():
+            return [OptimizerSpec(
+                name="my-sgd", description="synchronous SGD",
+                hyperparameters=(OptionSpec("lr", float, 0.1, "step size"),),
+                factory=make_my_sgd, communication="one Allreduce of d float64",
+            )]
     """
 
 
@@ -51,6 +80,14 @@ def bench_problems():
 
     Return a list of :class:`harness.ProblemSpec` with options and a factory
     that builds the rank-local problem (its share of the data).
+
+    Example::
+
+        @hookimpl
+        def bench_problems():
+            return [ProblemSpec(name="my-lsq", description="least squares on my data",
+                                options=(OptionSpec("n", int, 1000, "examples"),),
+                                factory=make_my_lsq)]
     """
 
 
@@ -60,6 +97,13 @@ def bench_analyzers():
 
     Return a list of :class:`harness.AnalyzerSpec`. An analyzer usually also
     implements ``bench_register_commands`` to add its command.
+
+    Example::
+
+        @hookimpl
+        def bench_analyzers():
+            return [AnalyzerSpec(name="my-report", description="weekly summary",
+                                 command="my-report", reads="runs")]
     """
 
 
@@ -69,7 +113,16 @@ def bench_register_commands(cli):
 
     ``cli`` is the root ``click.Group``: add commands with ``cli.add_command(...)``
     or the ``@cli.command()`` decorator. Keep imports inside the command body so
-    ``bench --help`` stays fast. Returns nothing.
+    ``bench --help`` stays fast. Returns nothing. ``bench plugins --verbose`` shows
+    which plugin added which command.
+
+    Example::
+
+        @hookimpl
+        def bench_register_commands(cli):
+            @cli.command("hello")
+            def hello():
+                click.echo("hello from my plugin")
     """
 
 
@@ -80,6 +133,13 @@ def bench_result_recorded(result):
     ``result`` is a :class:`harness.store.StoredResult` (id, kind, summary,
     options, environment, ...). Use it to export or stream results. Exceptions
     raised here are reported as warnings and do not undo the write. Returns nothing.
+
+    Example::
+
+        @hookimpl
+        def bench_result_recorded(result):
+            with open("results.log", "a") as log:
+                print(result.id, result.model, result.summary.get("time_s"), file=log)
     """
 
 

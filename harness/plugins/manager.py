@@ -22,6 +22,15 @@ from harness.plugins import hookspecs
 from harness.specs import AnalyzerSpec, HardwareSpec, ModelSpec, OptimizerSpec, ProblemSpec
 
 ENTRY_POINT_GROUP = "bench.plugins"
+# What each listing hook must return a list of; a listing hook added later without an
+# entry here only needs its items to have a ``name``.
+SPEC_TYPES: dict[str, type] = {
+    "bench_models": ModelSpec,
+    "bench_hardware": HardwareSpec,
+    "bench_optimizers": OptimizerSpec,
+    "bench_problems": ProblemSpec,
+    "bench_analyzers": AnalyzerSpec,
+}
 DISABLE_ENV = "BENCH_DISABLE_PLUGINS"
 TRACE_ENV = "BENCH_TRACE_PLUGINS"
 
@@ -33,12 +42,23 @@ class PluginInfo:
     """What ``bench plugins`` shows for one plugin."""
 
     name: str
+    """The entry-point name (what ``BENCH_DISABLE_PLUGINS`` takes)."""
     distribution: str = ""
+    """The installed distribution that declares it (empty for objects registered directly)."""
     version: str = ""
+    """That distribution's version."""
     module: str = ""
-    status: str = "ok"  # ok | broken | disabled
+    """The entry point's target, e.g. ``bench_toy`` or ``plugins.models.vgg``."""
+    status: str = "ok"
+    """``ok``, ``broken`` (see ``error``) or ``disabled``."""
     hooks: list[str] = field(default_factory=list)
+    """The hooks it implements, e.g. ``["bench_models"]``."""
     error: str = ""
+    """Why it is broken, on one line."""
+    file: str = ""
+    """The source file of the loaded module."""
+    commands: list[str] = field(default_factory=list)
+    """The ``bench`` commands it added through ``bench_register_commands``."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -46,10 +66,19 @@ class PluginInfo:
             "distribution": self.distribution,
             "version": self.version,
             "module": self.module,
+            "file": self.file,
             "status": self.status,
             "hooks": list(self.hooks),
+            "commands": list(self.commands),
             "error": self.error,
         }
+
+
+def module_file(plugin: Any) -> str:
+    """The source file a plugin object came from (a module, a class or an instance)."""
+    module = plugin if hasattr(plugin, "__file__") else sys.modules.get(
+        getattr(plugin, "__module__", "") or type(plugin).__module__)
+    return str(getattr(module, "__file__", "") or "")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -73,6 +102,8 @@ class BenchPluginManager:
         self.info: dict[str, PluginInfo] = {}
         self._cache: dict[str, dict[str, Any]] = {}
         self._owner: dict[tuple[str, str], str] = {}  # (hook, spec name) -> plugin
+        # What `bench plugin check` reports besides broken plugins, as (plugin, message).
+        self.spec_problems: list[tuple[str, str]] = []
         self._trace: Callable[[str], Any] | None = None
         if trace is None and os.environ.get(TRACE_ENV, "") not in ("", "0"):
             trace = sys.stderr.write
@@ -115,13 +146,16 @@ class BenchPluginManager:
                     raise
                 info.status, info.error = "broken", f"import failed: {_one_line(exc)}"
                 continue
+            info.file = module_file(plugin)
             self._register(plugin, info)
 
     def register(self, plugin: Any, name: str, distribution: str = "", version: str = "") -> None:
         """Register a plugin object directly (tests, embedding); same checks as entry points."""
         info = PluginInfo(name=name, distribution=distribution, version=version,
-                          module=getattr(plugin, "__name__", type(plugin).__name__))
+                          module=getattr(plugin, "__name__", type(plugin).__name__),
+                          file=module_file(plugin))
         self.info[name] = info
+        self._cache.clear()  # listings made before this plugin are stale
         if name in self.disabled:
             info.status = "disabled"
             return
@@ -153,6 +187,26 @@ class BenchPluginManager:
         self.pm.check_pending()  # nothing unknown can remain; keeps pluggy's own guard
 
     # ------------------------------------------------------------------ hook calls
+    def _call_impl(self, impl: Any, hook_name: str, kwargs: dict[str, Any]) -> tuple[bool, Any]:
+        """Call one plugin's implementation; a plugin that raises is marked broken."""
+        if self._trace is not None:
+            args = ", ".join(f"{k}={kwargs[k]!r}" for k in impl.argnames)
+            self._trace(f"hook {hook_name}({args}) -> plugin '{impl.plugin_name}'\n")
+        try:
+            result = impl.function(**{k: kwargs[k] for k in impl.argnames})
+        except Exception as exc:
+            info = self.info.get(impl.plugin_name)
+            if info is not None:
+                info.status = "broken"
+                info.error = f"{hook_name}() raised {_one_line(exc)}"
+            print(f"warning: plugin '{impl.plugin_name}' failed in {hook_name}: "
+                  f"{_one_line(exc)}", file=sys.stderr)
+            return False, None
+        if self._trace is not None and isinstance(result, list):
+            names = ", ".join(str(getattr(r, "name", type(r).__name__)) for r in result)
+            self._trace(f"  '{impl.plugin_name}' returned [{names}]\n")
+        return True, result
+
     def call_each(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
         """Call one hook plugin by plugin, returning ``(plugin name, result)`` pairs.
 
@@ -160,42 +214,95 @@ class BenchPluginManager:
         """
         caller = getattr(self.pm.hook, hook_name)
         answers: list[tuple[str, Any]] = []
-        for impl in reversed(caller.get_hookimpls()):  # registration order
-            if self._trace is not None:
-                args = ", ".join(f"{k}={kwargs[k]!r}" for k in impl.argnames)
-                self._trace(f"hook {hook_name}({args}) -> plugin '{impl.plugin_name}'\n")
-            try:
-                result = impl.function(**{k: kwargs[k] for k in impl.argnames})
-            except Exception as exc:
-                info = self.info.get(impl.plugin_name)
-                if info is not None:
-                    info.status = "broken"
-                    info.error = f"{hook_name}() raised {_one_line(exc)}"
-                print(f"warning: plugin '{impl.plugin_name}' failed in {hook_name}: "
-                      f"{_one_line(exc)}", file=sys.stderr)
-                continue
-            if self._trace is not None and isinstance(result, list):
-                names = ", ".join(getattr(r, "name", type(r).__name__) for r in result)
-                self._trace(f"  '{impl.plugin_name}' returned [{names}]\n")
-            answers.append((impl.plugin_name, result))
+        for impl in caller.get_hookimpls():  # registration order (pluggy calls them LIFO)
+            ok, result = self._call_impl(impl, hook_name, kwargs)
+            if ok:
+                answers.append((impl.plugin_name, result))
         return answers
 
+    def register_commands(self, cli: Any, reserved: Iterable[str] = (),
+                          only: str | None = None) -> None:
+        """Let every plugin (or just the plugin ``only``) add its click commands to
+        ``cli``, remembering who added which.
+
+        A plugin that replaces a command that already exists (or one of the
+        ``reserved`` names of commands loaded later) is reported by
+        ``bench plugin check``.
+        """
+        for impl in self.pm.hook.bench_register_commands.get_hookimpls():
+            if only is not None and impl.plugin_name != only:
+                continue
+            before = {**{name: None for name in reserved}, **cli.commands}
+            self._call_impl(impl, "bench_register_commands", {"cli": cli})
+            info = self.info.get(impl.plugin_name)
+            for name, command in cli.commands.items():
+                if before.get(name) is command or info is None:
+                    continue
+                info.commands.append(name)
+                if name in before:
+                    self.spec_problems.append(
+                        (impl.plugin_name, f"command '{name}' replaces an existing command"))
+
+    def listing_hooks(self) -> list[str]:
+        """The hooks that list specs: every hook spec without arguments (``bench_models``, ...)."""
+        names = [name for name in dir(hookspecs) if name.startswith("bench_")
+                 and not getattr(self.pm.hook, name).spec.argnames]
+        known = list(SPEC_TYPES)
+        return sorted(names, key=lambda n: (known.index(n) if n in known else len(known), n))
+
     def _specs(self, hook_name: str) -> dict[str, Any]:
-        """Specs from one listing hook, keyed by lower-case name; remembers the plugin."""
+        """Specs from one listing hook, keyed by lower-case name; remembers the plugin.
+
+        Items of the wrong type and names already taken are skipped with a warning
+        (and reported by ``bench plugin check``)."""
         if hook_name not in self._cache:
+            expected = SPEC_TYPES.get(hook_name)
             specs: dict[str, Any] = {}
             for plugin, result in self.call_each(hook_name):
-                for spec in result or []:
-                    key = spec.name.lower()
+                if not isinstance(result, (list, tuple)):
+                    if result is not None:
+                        self._reject(plugin, f"{hook_name}() returned {type(result).__name__}, "
+                                             "not a list")
+                    continue
+                for spec in result:
+                    name = getattr(spec, "name", None)
+                    if (expected is not None and not isinstance(spec, expected)) \
+                            or not isinstance(name, str):
+                        wanted = expected.__name__ if expected else "an object with a name"
+                        self._reject(plugin, f"{hook_name}() returned a {type(spec).__name__}, "
+                                             f"not a {wanted}")
+                        continue
+                    key = name.lower()
                     if key in specs:
-                        print(f"warning: {hook_name}: '{spec.name}' from plugin '{plugin}' "
-                              f"hides the one from '{self._owner[(hook_name, key)]}'; keeping "
-                              "the first", file=sys.stderr)
+                        first = self._owner[(hook_name, key)]
+                        print(f"warning: {hook_name}: '{name}' from plugin '{plugin}' "
+                              f"hides the one from '{first}'; keeping the first", file=sys.stderr)
+                        self.spec_problems.append(
+                            (plugin, f"{hook_name.removeprefix('bench_')} name '{name}' is "
+                                     f"already registered by plugin '{first}'; it is ignored"))
                         continue
                     specs[key] = spec
                     self._owner[(hook_name, key)] = plugin
             self._cache[hook_name] = specs
         return self._cache[hook_name]
+
+    def _reject(self, plugin: str, message: str) -> None:
+        print(f"warning: plugin '{plugin}': {message}; skipped", file=sys.stderr)
+        self.spec_problems.append((plugin, message))
+
+    def registrations(self, plugin: str) -> dict[str, list[str]]:
+        """What one plugin registers: spec names per listing hook (``models``, ``hardware``,
+        ...) and the commands it added, in the order it returned them."""
+        out: dict[str, list[str]] = {}
+        for hook_name in self.listing_hooks():
+            names = [spec.name for key, spec in self._specs(hook_name).items()
+                     if self._owner.get((hook_name, key)) == plugin]
+            if names:
+                out[hook_name.removeprefix("bench_")] = names
+        info = self.info.get(plugin)
+        if info is not None and info.commands:
+            out["commands"] = list(info.commands)
+        return out
 
     def plugin_of(self, kind: str, name: str) -> str:
         """Which plugin provided the spec ``name`` of ``kind`` ('models', 'hardware', ...)."""

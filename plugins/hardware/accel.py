@@ -21,6 +21,7 @@ from typing import Any, Callable
 from harness import BenchUsageError, HardwareSpec, OptionSpec, RunRequest, RunResult, hookimpl
 from plugins.hardware import accel_presets
 from plugins.hardware.accel_model import (
+    COMPAT_MODES,
     COUNT_KEYS,
     EYERISS_COSTS,
     OPERANDS,
@@ -114,6 +115,10 @@ def accel_options(array: str = "16x16", buffer_kib: float = 64.0,
         OptionSpec("pj_per_unit", non_negative_number, 0.0,
                    "picojoules per cost unit; 0 reports relative units (MAC = 1), "
                    "1 makes the cost_* values absolute pJ"),
+        OptionSpec("compat", str, "exact",
+                   "exact: PyTorch's output sizes and this model's memory; scalesim: "
+                   "SCALE-Sim 3.0's rounded-up output sizes and memory model, conv/fc only",
+                   choices=COMPAT_MODES),
     )
 
 
@@ -132,8 +137,11 @@ def config_from_options(options: dict[str, Any]) -> AccelConfig:
                 f"{rows}x{cols} array tile ({rows * cols} words); use {key}>={need:g} "
                 f"or a smaller array/word_bits"
             )
+    if options["compat"] == "scalesim" and options["rf_words"] != 1:
+        raise BenchUsageError(f"rf_words={options['rf_words']} has no SCALE-Sim equivalent; "
+                              "compat=scalesim needs rf_words=1")
     return AccelConfig(
-        rows=rows, cols=cols, dataflow=options["dataflow"], best_by=options["best_by"],
+        rows=rows, cols=cols, compat=options["compat"], dataflow=options["dataflow"], best_by=options["best_by"],
         ifmap_words=words["ifmap_kib"], weight_words=words["weight_kib"],
         ofmap_words=words["ofmap_kib"], rf_words=options["rf_words"],
         dram_bw=options["dram_bw"], clock_hz=options["clock_mhz"] * 1e6,

@@ -18,6 +18,11 @@ layer (benchmarks/bench_accel_scalesim.py). With ``rf_words >= 2`` a PE keeps a
 second weight register and WS loads the next fold's weights while the current
 fold computes (as the TPU does), so only the first fold pays the ``R`` load
 cycles.
+
+``compat="scalesim"`` reproduces what SCALE-Sim 3.0 reports instead of what
+the PyTorch network does: output sizes rounded up from the padded input
+(:func:`scalesim_output_size`), SCALE-Sim's one-cycle-shorter count, and its
+memory model (:func:`scalesim_memory`), so total cycles compare one to one.
 """
 from __future__ import annotations
 
@@ -31,6 +36,8 @@ OPERANDS = ("ifmap", "weight", "psum", "ofmap")
 # the table the SqueezeNext paper uses.
 EYERISS_COSTS = {"mac": 1.0, "rf": 1.0, "pe": 2.0, "buffer": 6.0, "dram": 200.0}
 DATAFLOWS = ("ws", "os")
+# exact: PyTorch's shapes and this model's memory; scalesim: SCALE-Sim 3.0's view of both.
+COMPAT_MODES = ("exact", "scalesim")
 # Every (level, operand, kind) the model can count besides the MACs, in report order.
 COUNT_KEYS = (
     [("dram", op, kind) for op, kind in (("ifmap", "reads"), ("weight", "reads"),
@@ -62,6 +69,7 @@ class AccelConfig:
     dram_bw: float = 8.0  # words per cycle
     clock_hz: float = 500e6
     costs: dict[str, float] = field(default_factory=lambda: dict(EYERISS_COSTS))
+    compat: str = "exact"  # exact | scalesim (see COMPAT_MODES)
 
     @property
     def pes(self) -> int:
@@ -147,12 +155,23 @@ def _prod(values: Iterable[int]) -> int:
     return n
 
 
-def gemm_view(layer: Any) -> Gemm:
+def scalesim_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Output rows (or columns) as SCALE-Sim computes them from the padded input:
+    ``ceil((H + 2p - k + s) / s)``, rounding up where PyTorch's
+    ``floor((H + 2p - k) / s) + 1`` rounds down (a 1x1 stride-2 layer on 28x28:
+    15 against 14). The extra row and column read past the input; SCALE-Sim
+    still spends cycles on them."""
+    return math.ceil((size + 2 * padding - kernel + stride) / stride)
+
+
+def gemm_view(layer: Any, compat: str = "exact") -> Gemm:
     """Map a conv/gconv/dwconv/fc layer (``harness.layers.Layer``) to per-group GEMM sizes.
 
     Grouped and depthwise convolutions are ``groups`` separate products run one
     after another. A fully connected layer is a matrix-vector product at batch 1
-    (``pixels == 1``) and a matrix-matrix product for larger batches.
+    (``pixels == 1``) and a matrix-matrix product for larger batches. With
+    ``compat="scalesim"`` a convolution has SCALE-Sim's output size
+    (:func:`scalesim_output_size`) and reads its padded input.
     """
     if layer.kind == "fc":
         in_f, out_f = int(layer.in_shape[-1]), int(layer.out_shape[-1])
@@ -161,11 +180,16 @@ def gemm_view(layer: Any) -> Gemm:
     groups = max(1, int(layer.groups))
     cin_g, cout_g = layer.cin // groups, layer.cout // groups
     kh, kw = layer.kernel
-    pixels = layer.batch * _prod(layer.out_hw)
+    out_hw, in_hw = layer.out_hw, layer.in_hw
+    if compat == "scalesim":
+        out_hw = tuple(scalesim_output_size(i, k, s, p) for i, k, s, p in
+                       zip(layer.in_hw, layer.kernel, layer.stride, layer.padding))
+        in_hw = tuple(i + 2 * p for i, p in zip(layer.in_hw, layer.padding))
+    pixels = layer.batch * _prod(out_hw)
     window = kh * kw * cin_g
     return Gemm(
         groups=groups, pixels=pixels, window=window, filters=cout_g,
-        ifmap_words=layer.batch * cin_g * _prod(layer.in_hw),
+        ifmap_words=layer.batch * cin_g * _prod(in_hw),
         weight_words=window * cout_g, ofmap_words=pixels * cout_g,
     )
 
@@ -319,18 +343,79 @@ def stall_cycles(counts: dict[Count, int], compute: int, dram_bw: float) -> int:
     return max(0, math.ceil(dram_words / dram_bw) - compute)
 
 
+def scalesim_memory(dataflow: str, g: Gemm, cfg: AccelConfig,
+                    compute: int) -> tuple[dict[Count, int], int, bool]:
+    """SCALE-Sim 3.0's memory model in closed form: DRAM words per operand and the
+    cycles the array is not computing, for all groups of a layer.
+
+    SCALE-Sim streams each operand as the array consumes it (the im2col matrix,
+    each fold padded to the array's width) through a double-buffered SRAM: half
+    active, half prefetching, each operand on its own DRAM port of ``dram_bw``
+    words per cycle. A stream that fits the active half is fetched once, before
+    compute starts; a longer one is fetched again on every pass the dataflow
+    makes over it (WS and OS: once per filter fold for inputs; OS: once per
+    pixel fold for each filter fold's weights). Outputs (in WS, every row fold's
+    partial sums) are written through the output SRAM and drained at the end.
+    The returned cycles are the initial fill, the streaming time beyond compute,
+    and the final drain: SCALE-Sim's "Total Cycles (incl. prefetch)" minus its
+    compute cycles, to the cycle when every stream fits the active half of its
+    SRAM. The flag says that one does not: SCALE-Sim's prefetcher then re-fetches
+    more than once per pass (it thrashes when the array asks for words in another
+    order than they were fetched), so the cycles here are a lower bound.
+    """
+    rows, cols, bw = cfg.rows, cfg.cols, cfg.dram_bw
+    sr, sc, t = spatial_dims(dataflow, g)
+    row_folds, col_folds = math.ceil(sr / rows), math.ceil(sc / cols)
+    half = {op: math.ceil(words / 2) for op, words in
+            (("ifmap", cfg.ifmap_words), ("weight", cfg.weight_words),
+             ("ofmap", cfg.ofmap_words))}
+    if dataflow == "ws":  # inputs swept once per filter fold; weights once
+        streams = {"ifmap": (t * rows * row_folds, t * rows * row_folds, col_folds),
+                   "weight": (sr * cols * col_folds, sr * cols * col_folds, 1)}
+        ofmap = t * sc * row_folds
+    else:  # inputs swept once per filter fold; each filter fold's weights once per pixel fold
+        streams = {"ifmap": (rows * row_folds * t, rows * row_folds * t, col_folds),
+                   "weight": (t * cols * col_folds, t * cols, row_folds)}
+        ofmap = sr * sc
+    fill, busy, reads, spills = 0.0, 0.0, {}, False
+    for operand, (stream, reused, passes) in streams.items():
+        reads[operand] = stream if reused <= half[operand] else stream * passes
+        spills |= stream > half[operand]
+        first = min(stream, half[operand])
+        fill = max(fill, first / bw)
+        busy = max(busy, (reads[operand] - first) / bw)
+    drain = min(ofmap, half["ofmap"]) / bw
+    busy = max(busy, (ofmap - min(ofmap, half["ofmap"])) / bw)
+    spills |= ofmap > half["ofmap"]
+    # SCALE-Sim counts from the first fetch to the last write, one cycle less than the sum.
+    idle = math.ceil(fill + max(0.0, busy - compute / g.groups) + drain) - 1
+    counts = {("dram", "ifmap", "reads"): reads["ifmap"] * g.groups,
+              ("dram", "weight", "reads"): reads["weight"] * g.groups,
+              ("dram", "ofmap", "writes"): ofmap * g.groups}
+    return counts, max(0, idle) * g.groups, spills
+
+
 # --------------------------------------------------------------------------- layers
 def cost_compute_layer(layer: Any, cfg: AccelConfig, dataflow: str) -> LayerCost:
     """One conv/fc layer under one dataflow."""
-    g = gemm_view(layer)
+    g = gemm_view(layer, cfg.compat)
     cycles = compute_cycles(dataflow, g, cfg.rows, cfg.cols, cfg.rf_words)
     counts = array_counts(dataflow, g, cfg)
-    order, dram = dram_counts(dataflow, g, cfg)
-    counts.update(dram)
-    _add_dram_side_buffer(counts)
+    if cfg.compat == "scalesim":
+        cycles -= g.groups  # SCALE-Sim's count is one cycle shorter per layer it runs
+        dram, stalls, spills = scalesim_memory(dataflow, g, cfg, cycles)
+        order = "SCALE-Sim: a stream exceeds half its SRAM" if spills else \
+            "SCALE-Sim: streams fit"
+        counts.update(dram)
+        _add_dram_side_buffer(counts)
+    else:
+        order, dram = dram_counts(dataflow, g, cfg)
+        counts.update(dram)
+        _add_dram_side_buffer(counts)
+        stalls = stall_cycles(counts, cycles, cfg.dram_bw)
     return LayerCost(
         name=layer.name, kind=layer.kind, dataflow=dataflow, loop_order=order,
-        compute_cycles=cycles, stall_cycles=stall_cycles(counts, cycles, cfg.dram_bw),
+        compute_cycles=cycles, stall_cycles=stalls,
         macs=g.macs, counts=counts, energy=energy_by_level(counts, cfg.costs),
     )
 
@@ -345,6 +430,10 @@ def cost_vector_layer(layer: Any, cfg: AccelConfig) -> LayerCost:
     Concatenation, dropout and flatten move no data at inference.
     """
     cost = LayerCost(name=layer.name, kind=layer.kind)
+    if cfg.compat == "scalesim":  # SCALE-Sim simulates conv and fc layers only
+        cost.energy = energy_by_level({}, cfg.costs)
+        cost.note = "not in SCALE-Sim's model (compat=scalesim)"
+        return cost
     out_words = int(layer.elements)
     in_words = layer.batch * _prod(layer.in_shape) if layer.in_shape else out_words
     if layer.kind in POOL_KINDS:
