@@ -173,13 +173,16 @@ class Cell:
     """Batch size."""
     input_size: int | None = None
     """Input height and width; None: the model's own."""
+    per_layer: bool = False
+    """Keep the backend's per-layer rows (they can be hundreds of rows per cell; without
+    this they are dropped in the worker, before they travel back)."""
 
 
 def grid(models: Iterable[str], points: Iterable[HardwarePoint], batch: int = 1,
-         input_size: int | None = None) -> list[Cell]:
+         input_size: int | None = None, per_layer: bool = False) -> list[Cell]:
     """Every model on every point, point-major (all models of the first point first)."""
     models = list(models)
-    return [Cell(m, p, batch, input_size) for p in points for m in models]
+    return [Cell(m, p, batch, input_size, per_layer) for p in points for m in models]
 
 
 @dataclass
@@ -218,7 +221,9 @@ def run_cell(index: int, cell: Cell) -> CellResult:
     try:
         fields, result = run_one(cell.model, cell.point.backend, batch=cell.batch,
                                  input_size=cell.input_size, hw_opts=list(cell.point.options),
-                                 quiet=True)
+                                 per_layer=cell.per_layer, quiet=True)
+        if not cell.per_layer:
+            result.layers, fields["layers"] = [], []
     except Exception as exc:  # one broken cell must not lose the others
         text = " ".join(str(exc).split())
         error = text if isinstance(exc, BenchUsageError) else f"{type(exc).__name__}: {text}"

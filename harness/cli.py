@@ -26,6 +26,7 @@ LAZY_COMMANDS = {
     "inspect": ("harness.commands.inspect", "Print a model's layer table with totals."),
     "matrix": ("harness.commands.matrix", "Run every model on every backend; one table."),
     "compare": ("harness.commands.compare", "Compare two stored runs (ratio, significance)."),
+    "cache": ("harness.commands.cache", "Show or clear the cache of traced layer tables."),
 }
 
 LIST_KINDS = ("models", "hardware", "optimizers", "problems", "analyzers")
@@ -50,7 +51,11 @@ def format_option(*choices: str, default: str | None = None) -> Callable:
 
 
 def open_store(path: str | None) -> ResultStore:
-    return ResultStore(path)
+    from harness.environment import start_git_probe
+
+    store = ResultStore(path)
+    start_git_probe()  # results record the git commit: let git run while the model does
+    return store
 
 
 def record_result(store: ResultStore, **fields: Any) -> StoredResult:
@@ -150,10 +155,19 @@ def _trace(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
         get_plugin_manager().enable_trace(sys.stderr.write)
 
 
+def _layer_cache(_ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value:
+        os.environ["BENCH_LAYER_CACHE"] = value  # harness.layer_cache; matrix workers inherit it
+
+
 @click.group(cls=BenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="bench")
 @click.option("--trace-plugins", is_flag=True, expose_value=False, is_eager=True,
               callback=_trace, help=f"Print every plugin hook call to stderr (or set {TRACE_ENV}=1).")
+@click.option("--layer-cache", metavar="DIR|off", expose_value=False, is_eager=True,
+              callback=_layer_cache,
+              help="Folder of cached layer tables, or off (default: $BENCH_LAYER_CACHE, "
+                   "else $BENCH_CACHE/layers, else ~/.cache/bench/layers).")
 def cli() -> None:
     """Choose the network, the hardware and the distributed optimizer, by measurement.
 

@@ -36,7 +36,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -78,7 +77,7 @@ def cache_dir() -> Path | None:
 def location_source() -> str:
     """Which setting chose :func:`cache_dir` (for ``bench cache info``)."""
     if os.environ.get(CACHE_ENV, "").strip():
-        return f"${CACHE_ENV}"
+        return f"${CACHE_ENV} or --layer-cache"
     if os.environ.get(ROOT_ENV, "").strip():
         return f"${ROOT_ENV}/layers"
     if os.environ.get("XDG_CACHE_HOME", "").strip():
@@ -261,6 +260,8 @@ def read_layers(path: Path, key: dict[str, Any]) -> tuple[list[dict[str, Any]], 
 
 def write_entry(path: Path, key: dict[str, Any], layers: Sequence[Layer]) -> None:
     """Write atomically (temporary file, then rename): readers see all of it or none."""
+    import tempfile
+
     from harness.environment import utc_now
 
     payload = json.dumps([layer.as_dict() for layer in layers], separators=(",", ":")).encode()

@@ -7,7 +7,9 @@ combination of ``--vary [BACKEND:]KEY=V1,V2,...`` values (``accel-8x8
 dataflow=ws``). Cells run on the engine of :mod:`harness.cells`: simulator
 cells in parallel worker processes, timed cells (``HardwareSpec.timing_sensitive``)
 one at a time afterwards. Rows are printed (table, CSV) and stored as they
-finish, with progress on stderr; JSON is printed whole at the end.
+finish, with progress on stderr; JSON is printed whole at the end. Stored
+results carry the summary and options; per-layer rows only with ``--layers``
+(a full design matrix would otherwise write ~75 MB per run).
 """
 from __future__ import annotations
 
@@ -154,13 +156,15 @@ def _ordered(cells: list[Cell], base: str) -> list[Cell]:
 @format_option()
 @click.option("--out", type=click.Path(dir_okay=False),
               help="Also write the whole table, in grid order, to this file.")
+@click.option("--layers", "per_layer", is_flag=True,
+              help="Also store each cell's per-layer rows (hundreds per cell; off by default).")
 @click.option("--quiet", is_flag=True, help="No progress line and no closing summary.")
 @click.option("--no-store", is_flag=True, help="Do not store the results.")
 @store_option
 def command(models: str, backends: str, baseline: str | None, batch: int,
             input_size: int | None, hw_opts: tuple[str, ...], vary: tuple[str, ...],
-            jobs: int | None, fmt: str, out: str | None, quiet: bool, no_store: bool,
-            store_path: str | None) -> None:
+            jobs: int | None, fmt: str, out: str | None, per_layer: bool, quiet: bool,
+            no_store: bool, store_path: str | None) -> None:
     """Run every model on every hardware point; print times, energy and ratios to a baseline."""
     pm = get_plugin_manager()
     model_specs = [pm.model(n) for n in split_names(models)]
@@ -179,7 +183,7 @@ def command(models: str, backends: str, baseline: str | None, batch: int,
 
         environment = capture()  # once: git and the host do not change during the matrix
 
-    cells = grid(names, points, batch, input_size)
+    cells = grid(names, points, batch, input_size, per_layer=per_layer)
     order = _ordered(cells, base)
     jobs = jobs or default_jobs()
     progress = CellProgress(len(order), quiet=quiet)
