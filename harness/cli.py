@@ -297,7 +297,8 @@ def run_one(
         "options": {"batch": batch, "input_size": list(size), **options,
                     "model_plugin": pm.plugin_of("models", model.name)},
         "summary": result.summary,
-        "layers": result.layers,
+        # Stored only when asked for (--layers): hundreds of rows, most of a result's bytes.
+        "layers": result.layers if per_layer else [],
         "samples": result.samples,
     }
     return fields, result
