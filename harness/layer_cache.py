@@ -82,7 +82,7 @@ def location_source() -> str:
         return f"${ROOT_ENV}/layers"
     if os.environ.get("XDG_CACHE_HOME", "").strip():
         return "$XDG_CACHE_HOME/bench/layers"
-    return "default (~/.cache/bench/layers)"
+    return "the default"
 
 
 # --------------------------------------------------------------------------- the key

@@ -130,14 +130,21 @@ class RunRequest:
     """Everything a hardware backend needs for one run."""
 
     model: ModelSpec
+    """The network to run."""
     batch: int
+    """Batch size (positive)."""
     input_size: tuple[int, int, int]
+    """Input shape per sample, ``(C, H, W)``: the model's own or ``--input-size``."""
     options: dict[str, Any]
+    """The backend's options, parsed and typed (``HardwareSpec.parse_options``)."""
     per_layer: bool = False
+    """True when the user asked for per-layer rows (``--layers``); they are stored only then."""
     quiet: bool = False
-    # Called with (done, total, label) by long runs; the CLI draws a progress bar.
+    """True when the backend should print nothing of its own (no progress)."""
     progress: Callable[[int, int, str], None] | None = None
+    """Called with ``(done, total, label)`` by long runs; the CLI draws a progress bar."""
     _layers: list["Layer"] | None = None
+    """The layer table once :meth:`layers` has built it (internal)."""
 
     def layers(self) -> list["Layer"]:
         """The model's layer table at this batch and input size (built once per request,

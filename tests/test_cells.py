@@ -81,7 +81,7 @@ def test_parallel_cells_match_sequential_runs_and_failures_are_results():
     cells = grid(["squeezenet1_1", "mobilenet_v1_0.25"], points)
     cells.append(Cell("squeezenet1_1", points[0], input_size=8))  # too small for the network
     cells.append(Cell("no-such-net", points[0]))
-    results = list(run_cells(cells, jobs=2))
+    results = list(run_cells(cells, jobs=2, min_cells_per_worker=0))  # in worker processes
     assert sorted(r.index for r in results) == list(range(len(cells)))
     by_index = {r.index: r for r in results}
     for index, cell in enumerate(cells[:-2]):
@@ -127,6 +127,13 @@ def test_timing_sensitive_cells_run_last_one_at_a_time(monkeypatch):
              Cell("mobilenet_v1_0.25", HardwarePoint("accel"))]
     order = [r.index for r in run_cells(cells, jobs=1)]
     assert order == [1, 3, 0, 2] and timed.seen == ["squeezenet1_1", "mobilenet_v1_0.25"]
+
+
+def test_few_warm_cells_run_here_many_in_workers():
+    from harness.cells import cell_workers
+
+    assert cell_workers(10, 2) == 1 and cell_workers(1000, 2) == 2 and cell_workers(1000, 1) == 1
+    assert cell_workers(2, 2, min_cells_per_worker=0) == 2 and cell_workers(1, 2, 0) == 1
 
 
 def test_jobs_must_be_positive():

@@ -26,6 +26,7 @@ from harness.cells import (
     CellProgress,
     CellResult,
     HardwarePoint,
+    cell_workers,
     default_jobs,
     grid,
     hardware_points,
@@ -234,8 +235,10 @@ def command(models: str, backends: str, baseline: str | None, batch: int,
         progress.close()
     if not quiet:
         failed = sum(1 for r in rows.values() if "error" in r)
-        print(f"{len(order)} cells in {progress.elapsed():.1f} s, {min(jobs, len(order))} "
-              f"worker(s){f', {failed} failed' if failed else ''}", file=sys.stderr)
+        workers = cell_workers(len(order), jobs)
+        where = f"on {workers} workers" if workers > 1 else "in this process"
+        print(f"{len(order)} cells in {progress.elapsed():.1f} s {where}"
+              f"{f', {failed} failed' if failed else ''}", file=sys.stderr)
 
     ordered_rows = [rows[(c.point.label, c.model)] for c in cells]
     if fmt == "json":
