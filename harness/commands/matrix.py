@@ -27,7 +27,6 @@ from harness.cells import (
     CellResult,
     HardwarePoint,
     cell_workers,
-    default_jobs,
     grid,
     hardware_points,
     run_cells,
@@ -151,9 +150,10 @@ def _ordered(cells: list[Cell], base: str) -> list[Cell]:
 @click.option("--vary", "vary", multiple=True, metavar=VARY_SYNTAX,
               help="One hardware point per value (repeat: every combination), e.g. "
                    "--vary dataflow=ws,os.")
-@click.option("--jobs", type=click.IntRange(min=1), default=None,
-              help="Worker processes for simulator cells (default: one per core; timed "
-                   "cells always run one at a time).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes (joblib) for tracing missing layer tables and for "
+                   "simulator cells when there are 150+ per worker; timed cells always run "
+                   "one at a time here. On 2 shared cores one process is fastest.")
 @format_option()
 @click.option("--out", type=click.Path(dir_okay=False),
               help="Also write the whole table, in grid order, to this file.")
@@ -164,7 +164,7 @@ def _ordered(cells: list[Cell], base: str) -> list[Cell]:
 @store_option
 def command(models: str, backends: str, baseline: str | None, batch: int,
             input_size: int | None, hw_opts: tuple[str, ...], vary: tuple[str, ...],
-            jobs: int | None, fmt: str, out: str | None, per_layer: bool, quiet: bool,
+            jobs: int, fmt: str, out: str | None, per_layer: bool, quiet: bool,
             no_store: bool, store_path: str | None) -> None:
     """Run every model on every hardware point; print times, energy and ratios to a baseline."""
     pm = get_plugin_manager()
@@ -186,7 +186,6 @@ def command(models: str, backends: str, baseline: str | None, batch: int,
 
     cells = grid(names, points, batch, input_size, per_layer=per_layer)
     order = _ordered(cells, base)
-    jobs = jobs or default_jobs()
     progress = CellProgress(len(order), quiet=quiet)
     columns = ["hardware", "model", "time (ms)", f"speed-up vs {base}", "energy",
                f"energy eff. vs {base}", "utilization", "MACs"] + (["id"] if store else [])
