@@ -206,3 +206,56 @@ def test_matrix_table_streams_aligned_rows(bench):
     assert lines[0].split()[:2] == ["hardware", "model"] and set(lines[1]) <= {"-", " "}
     assert [l.split()[0] for l in lines[2:]] == ["accel-8x8", "accel-32x32"]
     assert len({len(l) for l in lines[:2]}) == 1  # header and rule line up
+
+
+GATED = '''
+import os, time
+from harness import HardwareSpec, OptionSpec, RunResult, hookimpl
+
+
+def run(request):
+    gate = request.options["wait_for"]
+    if gate != "no":  # this cell finishes only once the test has seen the first row
+        deadline = time.monotonic() + 120
+        while not os.path.exists(gate) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    return RunResult(summary={"time_s": 1.0 + len(gate)})
+
+
+@hookimpl
+def bench_hardware():
+    return [HardwareSpec("gated", "waits for a file", (OptionSpec("wait_for", str, "no"),), run)]
+'''
+
+
+def test_matrix_prints_each_row_when_its_cell_finishes(tmp_path, site, store_path):
+    """The second cell waits until the test has read the first cell's row: only a matrix
+    that streams its rows gets past it (a buffered one would wait for the gate forever)."""
+    import os
+    import select
+    import subprocess
+    import sys
+
+    from conftest import REPO, make_distribution
+
+    make_distribution(site, "bench-gated", "1.0", {"gated": "bench_gated"},
+                      {"bench_gated.py": GATED})
+    gate = tmp_path / "gate"
+    env = {**os.environ, "PYTHONPATH": str(site), "BENCH_STORE": str(store_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "matrix", "--model", "toy-net", "--hw", "gated",
+         "--vary", f"wait_for=no,{gate}", "--format", "csv"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(REPO))
+    try:
+        lines = []
+        while len(lines) < 2:  # the header, then the first cell's row
+            ready, _, _ = select.select([proc.stdout], [], [], 60)
+            assert ready, f"no row within 60 s; got {lines}"
+            lines.append(proc.stdout.readline())
+        assert lines[1].startswith("gated wait_for=no,toy-net,") and not gate.exists()
+        gate.touch()
+        rest, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert rest.startswith(f"gated wait_for={gate},toy-net,")
