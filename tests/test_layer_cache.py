@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -285,3 +286,25 @@ def test_cache_info_and_clear(bench, tmp_path):
     off = bench("--layer-cache", "off", "cache", "info")
     assert off.returncode == 2 and "off" in off.stderr and len(off.stderr.splitlines()) == 1
     assert os.environ.get(lc.CACHE_ENV) != str(other)  # the option did not leak here
+
+
+def test_concurrent_cold_runs_agree_and_leave_one_good_entry(tmp_path, site):
+    """Two processes tracing the same table at once (matrix workers, MPI ranks): both
+    finish, neither warns, and the one file left is valid."""
+    import os
+
+    from conftest import REPO
+
+    folder = tmp_path / "shared-layers"
+    env = {**os.environ, lc.CACHE_ENV: str(folder), "PYTHONPATH": str(site)}
+    cmd = [sys.executable, "-m", "harness", "inspect", "--model", "toy-net", "--format", "json"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env, cwd=str(REPO)) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in outs]
+    assert all(err == "" for _, err in outs)
+    assert json.loads(outs[0][0]) == json.loads(outs[1][0])
+    (entry,) = entry_files(folder)
+    assert not list(folder.glob(".tmp-*"))
+    header, _ = lc.read_header(entry)  # raises if damaged
+    assert header["key"]["model"] == "toy-net"
