@@ -234,7 +234,8 @@ def command(models: str, backends: str, baseline: str | None, batch: int,
         progress.close()
     if not quiet:
         failed = sum(1 for r in rows.values() if "error" in r)
-        workers = cell_workers(len(order), jobs)
+        simulated = sum(1 for c in order if not pm.backend(c.point.backend).timing_sensitive)
+        workers = cell_workers(simulated, jobs)
         where = f"on {workers} workers" if workers > 1 else "in this process"
         print(f"{len(order)} cells in {progress.elapsed():.1f} s {where}"
               f"{f', {failed} failed' if failed else ''}", file=sys.stderr)
