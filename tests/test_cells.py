@@ -259,3 +259,33 @@ def test_matrix_prints_each_row_when_its_cell_finishes(tmp_path, site, store_pat
         proc.kill()
     assert proc.returncode == 0, err
     assert rest.startswith(f"gated wait_for={gate},toy-net,")
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_redraws_one_line_on_a_terminal_and_is_silent_elsewhere():
+    from harness.cells import CellProgress, CellResult
+
+    point = HardwarePoint("accel-8x8", ("dataflow=ws",), (("dataflow", "ws"),))
+    done = CellResult(0, Cell("squeezenet1_1", point))
+    failed = CellResult(1, Cell("alexnet", point), error="boom")
+    screen = Terminal()
+    progress = CellProgress(2, stream=screen)
+    progress.update(done)
+    progress.update(failed)
+    progress.close()
+    frames = screen.getvalue().split("\r")
+    assert "[1/2] " in frames[1] and "squeezenet1_1 on accel-8x8 dataflow=ws" in frames[1]
+    assert "[2/2, 1 failed]" in frames[2] and "\n" not in screen.getvalue()
+    assert frames[-1] == ""  # closed: the line is blanked, the cursor back at its start
+    log = io.StringIO()
+    CellProgress(2, stream=log).update(done)
+    assert log.getvalue() == ""  # not a terminal: nothing
+    CellProgress(2, stream=log, force=True).update(done)
+    assert log.getvalue().startswith("[1/2] ") and log.getvalue().endswith("\n")
+    quiet = Terminal()
+    CellProgress(2, quiet=True, stream=quiet).update(done)
+    assert quiet.getvalue() == ""
