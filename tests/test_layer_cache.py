@@ -308,3 +308,10 @@ def test_concurrent_cold_runs_agree_and_leave_one_good_entry(tmp_path, site):
     assert not list(folder.glob(".tmp-*"))
     header, _ = lc.read_header(entry)  # raises if damaged
     assert header["key"]["model"] == "toy-net"
+
+
+def test_the_built_in_sha256_gives_hashlibs_digests():
+    import hashlib
+
+    for data in (b"", b"abc", bytes(range(256)) * 1000):
+        assert lc.sha256(data).hexdigest() == hashlib.sha256(data).hexdigest()
