@@ -315,3 +315,17 @@ def test_the_built_in_sha256_gives_hashlibs_digests():
 
     for data in (b"", b"abc", bytes(range(256)) * 1000):
         assert lc.sha256(data).hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def test_under_bench_cache_the_optimizers_caches_are_shown_and_kept(bench, tmp_path):
+    root = tmp_path / "bench-cache"
+    (root / "libsvm" / "joblib").mkdir(parents=True)
+    (root / "libsvm" / "joblib" / "output.pkl").write_bytes(b"x" * 100)
+    env = {lc.CACHE_ENV: "", lc.ROOT_ENV: str(root)}
+    assert bench("inspect", "--model", "squeezenet1_1", env=env).returncode == 0
+    info = json.loads(bench("cache", "info", "--format", "json", env=env).stdout)
+    assert info["directory"] == str(root / "layers") and info["chosen_by"] == "$BENCH_CACHE/layers"
+    assert info["entries"] == 1 and info["other_caches"] == {"libsvm": {"files": 1, "bytes": 100}}
+    assert "also under" in bench("cache", "info", env=env).stdout
+    assert bench("cache", "clear", env=env).returncode == 0
+    assert entry_files(root / "layers") == [] and (root / "libsvm" / "joblib" / "output.pkl").exists()

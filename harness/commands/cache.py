@@ -7,6 +7,7 @@ that is not installed, or *damaged* (it would be rebuilt with a warning).
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
@@ -72,6 +73,20 @@ def _rows() -> tuple[Any, list[dict[str, Any]]]:
     return directory, rows
 
 
+def _siblings(directory: Any) -> dict[str, dict[str, int]]:
+    """Other caches under the same bench cache root (the optimizer plugins' joblib folders),
+    when the location came from that root: files and bytes of each."""
+    from harness.layer_cache import CACHE_ENV
+
+    if os.environ.get(CACHE_ENV, "").strip() or not directory.parent.is_dir():
+        return {}
+    found = {}
+    for folder in sorted(p for p in directory.parent.iterdir() if p.is_dir() and p != directory):
+        files = [f for f in folder.rglob("*") if f.is_file()]
+        found[folder.name] = {"files": len(files), "bytes": sum(f.stat().st_size for f in files)}
+    return found
+
+
 @click.group("cache")
 def command() -> None:
     """Show or clear the cache of traced layer tables (warm runs read it instead of
@@ -87,14 +102,20 @@ def info(fmt: str) -> None:
     directory, rows = _rows()
     total = sum(r["size"] for r in rows)
     counts = {s: sum(1 for r in rows if r["status"] == s) for s in STATUSES}
+    others = _siblings(directory)
     if fmt == "json":
         write(to_json({"directory": str(directory), "chosen_by": location_source(),
                        "entries": len(rows), "bytes": total, "by_status": counts,
-                       "tables": rows}))
+                       "tables": rows, "other_caches": others}))
         return
     by_status = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "empty"
     print(f"layer-table cache: {directory} (chosen by {location_source()})")
     print(f"{len(rows)} entries, {_size_text(total)}: {by_status}")
+    if others:
+        listed = ", ".join(f"{name} ({o['files']} files, {_size_text(o['bytes'])})"
+                           for name, o in others.items())
+        print(f"also under {directory.parent}: {listed} (not layer tables; "
+              "`bench cache clear` leaves them)")
     if rows:
         print()
         shown = [{**r, "size": _size_text(r["size"])} for r in rows]
