@@ -30,6 +30,7 @@ LAZY_COMMANDS = {
     "design-study": ("harness.commands.design_study", "The SqueezeNext paper's hardware study."),
     "plugins": ("harness.commands.plugins", "Show installed plugins, what each registers, the broken ones."),
     "plugin": ("harness.commands.plugin", "Check a plugin package, start a new one, print the reference."),
+    "cache": ("harness.commands.cache", "Show or clear the cache of traced layer tables."),
 }
 
 LIST_KINDS = ("models", "hardware", "optimizers", "problems", "analyzers")
@@ -54,7 +55,11 @@ def format_option(*choices: str, default: str | None = None) -> Callable:
 
 
 def open_store(path: str | None) -> ResultStore:
-    return ResultStore(path)
+    from harness.environment import start_git_probe
+
+    store = ResultStore(path)
+    start_git_probe()  # results record the git commit: let git run while the model does
+    return store
 
 
 def record_result(store: ResultStore, **fields: Any) -> StoredResult:
@@ -154,10 +159,19 @@ def _trace(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
         get_plugin_manager().enable_trace(sys.stderr.write)
 
 
+def _layer_cache(_ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value:
+        os.environ["BENCH_LAYER_CACHE"] = value  # harness.layer_cache; matrix workers inherit it
+
+
 @click.group(cls=BenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="bench")
 @click.option("--trace-plugins", is_flag=True, expose_value=False, is_eager=True,
               callback=_trace, help=f"Print every plugin hook call to stderr (or set {TRACE_ENV}=1).")
+@click.option("--layer-cache", metavar="DIR|off", expose_value=False, is_eager=True,
+              callback=_layer_cache,
+              help="Folder of cached layer tables, or off (default: $BENCH_LAYER_CACHE, "
+                   "else $BENCH_CACHE/layers, else ~/.cache/bench/layers).")
 def cli() -> None:
     """Choose the network, the hardware and the distributed optimizer, by measurement.
 
@@ -273,7 +287,8 @@ def run_one(
         "options": {"batch": batch, "input_size": list(size), **options,
                     "model_plugin": pm.plugin_of("models", model.name)},
         "summary": result.summary,
-        "layers": result.layers,
+        # Stored only when asked for (--layers): hundreds of rows, most of a result's bytes.
+        "layers": result.layers if per_layer else [],
         "samples": result.samples,
     }
     return fields, result

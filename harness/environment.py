@@ -28,28 +28,66 @@ def cpu_model() -> str:
 
 @lru_cache(maxsize=None)
 def package_version(dist: str) -> str | None:
-    """The installed version of distribution ``dist`` (from its metadata; nothing imported)."""
+    """The installed version of distribution ``dist``; nothing is imported.
+
+    Reads the ``Version:`` header of the distribution's metadata and stops at the
+    end of the headers: ``importlib.metadata.version`` parses the whole file, long
+    description included (milliseconds for torch or numpy, on every run).
+    """
     try:
-        return metadata.version(dist)
+        found = metadata.distribution(dist)
     except metadata.PackageNotFoundError:
         return None
+    for line in (found.read_text("METADATA") or found.read_text("PKG-INFO") or "").splitlines():
+        if not line.strip():
+            break  # the headers end at the first blank line
+        if line.lower().startswith("version:"):
+            return line.split(":", 1)[1].strip()
+    return found.version
+
+
+GIT_STATUS = ["git", "status", "--porcelain=v2", "--branch", "--untracked-files=no"]
+_probes: dict[str | None, subprocess.Popen] = {}  # cwd -> a git status already under way
+
+
+def start_git_probe(path: str | None = None) -> None:
+    """Start the ``git status`` that :func:`git_commit` will read, so it runs meanwhile.
+
+    Called when a command opens the store to write: git then runs on another core
+    while the model is simulated, instead of after it.
+    """
+    if path in _probes:
+        return
+    try:
+        _probes[path] = subprocess.Popen(GIT_STATUS, cwd=path, stdout=subprocess.PIPE,
+                                         stderr=subprocess.DEVNULL, text=True)
+    except OSError:
+        pass
 
 
 def git_commit(path: str | None = None) -> str | None:
-    """The commit of the git work tree at ``path`` (default: cwd), '+dirty' when modified."""
+    """The commit of the git work tree at ``path`` (default: cwd), '+dirty' when modified.
+
+    One ``git status --porcelain=v2 --branch`` gives both (its ``# branch.oid``
+    header is ``git rev-parse HEAD``; any other line is a modified tracked file).
+    """
+    probe = _probes.pop(path, None)
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, timeout=5
-        )
-        if head.returncode != 0:
-            return None
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=path, capture_output=True, text=True, timeout=5,
-        )
-        return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
+        if probe is None:
+            start_git_probe(path)
+            probe = _probes.pop(path)
+        out, _ = probe.communicate(timeout=5)
+    except (KeyError, OSError, subprocess.SubprocessError):
+        if probe is not None:
+            probe.kill()
         return None
+    if probe.returncode != 0:
+        return None
+    lines = out.splitlines()
+    oid = next((l.split()[2] for l in lines if l.startswith("# branch.oid ")), None)
+    if oid is None or oid == "(initial)":
+        return None  # no commit yet
+    return oid + ("+dirty" if any(l and not l.startswith("#") for l in lines) else "")
 
 
 def capture(plugin: str | None = None) -> dict[str, Any]:

@@ -31,18 +31,24 @@ off``) turns the cache off.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
 from harness.layers import Layer, model_layers, with_batch
+
+try:  # CPython's own SHA-256: the same digests as hashlib's, without loading OpenSSL
+    from _sha256 import sha256  # (hashlib's first import costs 2-10 ms here, every warm run)
+except ImportError:  # pragma: no cover - Python 3.12+ calls it _sha2; else hashlib's
+    try:
+        from _sha2 import sha256
+    except ImportError:
+        from hashlib import sha256
 
 CACHE_ENV = "BENCH_LAYER_CACHE"
 ROOT_ENV = "BENCH_CACHE"
@@ -78,18 +84,18 @@ def cache_dir() -> Path | None:
 def location_source() -> str:
     """Which setting chose :func:`cache_dir` (for ``bench cache info``)."""
     if os.environ.get(CACHE_ENV, "").strip():
-        return f"${CACHE_ENV}"
+        return f"${CACHE_ENV} or --layer-cache"
     if os.environ.get(ROOT_ENV, "").strip():
         return f"${ROOT_ENV}/layers"
     if os.environ.get("XDG_CACHE_HOME", "").strip():
         return "$XDG_CACHE_HOME/bench/layers"
-    return "default (~/.cache/bench/layers)"
+    return "the default"
 
 
 # --------------------------------------------------------------------------- the key
 def _sha256_file(path: str) -> str:
     with open(path, "rb") as fh:
-        return hashlib.sha256(fh.read()).hexdigest()
+        return sha256(fh.read()).hexdigest()
 
 
 def _imported_names(source: str, package: str) -> set[str]:
@@ -133,7 +139,7 @@ def module_fingerprint(module_name: str) -> str | None:
     top = module_name.split(".")[0]
     depth = module_name.count(".") + (1 if path.endswith("__init__.py") else 0)
     root = Path(path).resolve().parents[depth]
-    digest = hashlib.sha256()
+    digest = sha256()
     seen: set[str] = set()
     todo = [(module_name, Path(path))]
     while todo:
@@ -193,7 +199,7 @@ def table_key(spec: Any, input_size: Sequence[int]) -> dict[str, Any] | None:
 
 
 def _digest(key: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+    return sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def entry_path(directory: Path, key: dict[str, Any]) -> Path:
@@ -241,7 +247,7 @@ def read_header(path: Path) -> tuple[dict[str, Any], bytes]:
                            f", expected {TABLE_FORMAT}")
     if len(payload) != header.get("payload_bytes"):
         raise CorruptEntry(f"truncated: {len(payload)} of {header.get('payload_bytes')} bytes")
-    if hashlib.sha256(payload).hexdigest() != header.get("payload_sha256"):
+    if sha256(payload).hexdigest() != header.get("payload_sha256"):
         raise CorruptEntry("checksum mismatch")
     return header, payload
 
@@ -261,12 +267,14 @@ def read_layers(path: Path, key: dict[str, Any]) -> tuple[list[dict[str, Any]], 
 
 def write_entry(path: Path, key: dict[str, Any], layers: Sequence[Layer]) -> None:
     """Write atomically (temporary file, then rename): readers see all of it or none."""
+    import tempfile
+
     from harness.environment import utc_now
 
     payload = json.dumps([layer.as_dict() for layer in layers], separators=(",", ":")).encode()
     header = {"format": TABLE_FORMAT, "key": key, "layers": len(layers),
               "created_utc": utc_now(), "payload_bytes": len(payload),
-              "payload_sha256": hashlib.sha256(payload).hexdigest()}
+              "payload_sha256": sha256(payload).hexdigest()}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=SUFFIX)
     try:

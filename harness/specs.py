@@ -169,12 +169,13 @@ class RunRequest:
     """Every option of the backend by name, parsed by its ``OptionSpec.type``, defaults
     filled in."""
     per_layer: bool = False
-    """True with ``bench run --layers``: fill ``RunResult.layers``."""
+    """True with ``bench run --layers``: the user asked for the per-layer rows."""
     quiet: bool = False
     """True with ``--quiet``: print nothing."""
     progress: Callable[[int, int, str], None] | None = None
     """Long runs call ``progress(done, total, label)``; the CLI draws a bar. May be None."""
     _layers: list["Layer"] | None = None
+    """The layer table once :meth:`layers` has built it (internal)."""
 
     def layers(self) -> list["Layer"]:
         """The model's layer table at this batch and input size (built once per request,

@@ -86,7 +86,10 @@ def default_store_path() -> Path:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(jsonable(value), sort_keys=False, default=str)
+    try:  # plain JSON data (the usual case) needs no sanitizing walk
+        return json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):  # NaN/inf, numpy scalars, ...
+        return json.dumps(jsonable(value), sort_keys=False, default=str)
 
 
 @dataclass

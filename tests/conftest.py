@@ -56,6 +56,18 @@ def site(tmp_path: Path) -> Path:
 
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_layer_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Tests never read or fill the user's layer-table cache (harness.layer_cache)."""
+    previous = os.environ.get("BENCH_LAYER_CACHE")
+    os.environ["BENCH_LAYER_CACHE"] = str(tmp_path_factory.mktemp("layer-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("BENCH_LAYER_CACHE", None)
+    else:
+        os.environ["BENCH_LAYER_CACHE"] = previous
+
+
 @pytest.fixture
 def store_path(tmp_path: Path) -> Path:
     return tmp_path / "results.sqlite"

@@ -13,7 +13,7 @@ import click
 
 from harness.cli import format_option
 from harness.errors import BenchUsageError
-from harness.layers import model_layers
+from harness.layer_cache import cached_layers
 from harness.output import render, to_json, write
 from harness.plugins.manager import get_plugin_manager
 
@@ -44,7 +44,7 @@ def command(model_name: str, input_size: int | None, batch: int, fmt: str,
     _check_positive("--batch", batch)
     spec = get_plugin_manager().model(model_name)
     size = spec.input_size if input_size is None else (spec.input_size[0], input_size, input_size)
-    layers = model_layers(spec, size, batch)
+    layers = cached_layers(spec, size, batch)  # traced once per model and size
     sums = totals(layers)
     if fmt == "json":
         write(to_json({"model": spec.name, "input_size": list(size), "batch": batch,

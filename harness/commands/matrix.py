@@ -7,7 +7,9 @@ combination of ``--vary [BACKEND:]KEY=V1,V2,...`` values (``accel-8x8
 dataflow=ws``). Cells run on the engine of :mod:`harness.cells`: simulator
 cells in parallel worker processes, timed cells (``HardwareSpec.timing_sensitive``)
 one at a time afterwards. Rows are printed (table, CSV) and stored as they
-finish, with progress on stderr; JSON is printed whole at the end.
+finish, with progress on stderr; JSON is printed whole at the end. Stored
+results carry the summary and options; per-layer rows only with ``--layers``
+(a full design matrix would otherwise write ~75 MB per run).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from harness.cells import (
     CellProgress,
     CellResult,
     HardwarePoint,
-    default_jobs,
+    cell_workers,
     grid,
     hardware_points,
     run_cells,
@@ -148,19 +150,22 @@ def _ordered(cells: list[Cell], base: str) -> list[Cell]:
 @click.option("--vary", "vary", multiple=True, metavar=VARY_SYNTAX,
               help="One hardware point per value (repeat: every combination), e.g. "
                    "--vary dataflow=ws,os.")
-@click.option("--jobs", type=click.IntRange(min=1), default=None,
-              help="Worker processes for simulator cells (default: one per core; timed "
-                   "cells always run one at a time).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes (joblib) for tracing missing layer tables and for "
+                   "simulator cells when there are 150+ per worker; timed cells always run "
+                   "one at a time here. On 2 shared cores one process is fastest.")
 @format_option()
 @click.option("--out", type=click.Path(dir_okay=False),
               help="Also write the whole table, in grid order, to this file.")
+@click.option("--layers", "per_layer", is_flag=True,
+              help="Also store each cell's per-layer rows (hundreds per cell; off by default).")
 @click.option("--quiet", is_flag=True, help="No progress line and no closing summary.")
 @click.option("--no-store", is_flag=True, help="Do not store the results.")
 @store_option
 def command(models: str, backends: str, baseline: str | None, batch: int,
             input_size: int | None, hw_opts: tuple[str, ...], vary: tuple[str, ...],
-            jobs: int | None, fmt: str, out: str | None, quiet: bool, no_store: bool,
-            store_path: str | None) -> None:
+            jobs: int, fmt: str, out: str | None, per_layer: bool, quiet: bool,
+            no_store: bool, store_path: str | None) -> None:
     """Run every model on every hardware point; print times, energy and ratios to a baseline."""
     pm = get_plugin_manager()
     model_specs = [pm.model(n) for n in split_names(models)]
@@ -179,9 +184,8 @@ def command(models: str, backends: str, baseline: str | None, batch: int,
 
         environment = capture()  # once: git and the host do not change during the matrix
 
-    cells = grid(names, points, batch, input_size)
+    cells = grid(names, points, batch, input_size, per_layer=per_layer)
     order = _ordered(cells, base)
-    jobs = jobs or default_jobs()
     progress = CellProgress(len(order), quiet=quiet)
     columns = ["hardware", "model", "time (ms)", f"speed-up vs {base}", "energy",
                f"energy eff. vs {base}", "utilization", "MACs"] + (["id"] if store else [])
@@ -230,8 +234,11 @@ def command(models: str, backends: str, baseline: str | None, batch: int,
         progress.close()
     if not quiet:
         failed = sum(1 for r in rows.values() if "error" in r)
-        print(f"{len(order)} cells in {progress.elapsed():.1f} s, {min(jobs, len(order))} "
-              f"worker(s){f', {failed} failed' if failed else ''}", file=sys.stderr)
+        simulated = sum(1 for c in order if not pm.backend(c.point.backend).timing_sensitive)
+        workers = cell_workers(simulated, jobs)
+        where = f"on {workers} workers" if workers > 1 else "in this process"
+        print(f"{len(order)} cells in {progress.elapsed():.1f} s {where}"
+              f"{f', {failed} failed' if failed else ''}", file=sys.stderr)
 
     ordered_rows = [rows[(c.point.label, c.model)] for c in cells]
     if fmt == "json":

@@ -120,15 +120,20 @@ class BenchPluginManager:
     def load_entry_points(self) -> None:
         """Load every ``bench.plugins`` entry point, one at a time."""
         seen: set[tuple[str, str]] = set()
+        named: dict[int, tuple[str, str]] = {}  # one METADATA parse per distribution, not per plugin
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
             if (ep.name, ep.value) in seen:
                 continue
             seen.add((ep.name, ep.value))
             dist = getattr(ep, "dist", None)
+            if dist is not None and id(dist) not in named:
+                meta = dist.metadata
+                named[id(dist)] = (meta["Name"], meta["Version"])
+            dist_name, dist_version = named[id(dist)] if dist is not None else ("", "")
             info = PluginInfo(
                 name=ep.name,
-                distribution=dist.metadata["Name"] if dist is not None else "",
-                version=dist.version if dist is not None else "",
+                distribution=dist_name,
+                version=dist_version,
                 module=ep.value,
             )
             if ep.name in self.info:
