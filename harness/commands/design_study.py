@@ -130,8 +130,10 @@ def _run(cells: Sequence[Any], jobs: int | None, store: Any) -> dict[tuple, Stud
         if store is not None:
             record_result(store, **res.fields, environment={**environment,
                                                             "plugin": res.fields["plugin"]})
-        out[(res.cell.model, res.cell.point, res.cell.batch)] = StudyRun(
-            res.cell.model, res.cell.point.label, res.cell.batch, res.summary, res.result.layers)
+        key = (res.cell.model, res.cell.point, res.cell.batch)
+        if key not in out or res.result.layers:  # the same point with its per-layer rows wins
+            out[key] = StudyRun(res.cell.model, res.cell.point.label, res.cell.batch,
+                                res.summary, res.result.layers)
     return out
 
 
@@ -278,7 +280,7 @@ def command(backends: str, reference: str, hw_opts: tuple[str, ...], no_sensitiv
     points = hardware_points(specs, hw_opts)
     ref_point = next(p for p in points if p.backend.lower() == reference.lower())
     ref_spec = pm.backend(reference)
-    cells = [Cell(m, p) for p in points for m in models]
+    cells = [Cell(m, p, per_layer=True) for p in points for m in models]
     sens_cells: list[tuple[str, Any, Any]] = []
     if not no_sensitivity:
         for parameter, values in SENSITIVITY:
