@@ -75,7 +75,8 @@ class Layer:
     elements: int = 0
     """Output elements over the whole batch: the work of non-MAC layers."""
     extra: dict[str, Any] = field(default_factory=dict)
-    """Kind-specific details, e.g. ``ceil_mode`` of a max pool, ``inputs`` of a concat."""
+    """Kind-specific details, e.g. ``ceil_mode`` of a max pool, ``inputs`` of a concat; and
+    for every traced row ``sources``: the rows whose outputs it reads (``-1``: the input)."""
 
     @property
     def cin(self) -> int:
