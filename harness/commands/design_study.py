@@ -79,6 +79,8 @@ ROLES = (  # (role, pattern on the layer name): the parts of the network each ch
 
 
 def layer_role(row: dict[str, Any]) -> str:
+    if str(row.get("output_to", "")).startswith("in "):  # onchip=fuse|reuse
+        return "adds fused into the producing conv"
     if row["kind"] in ("add", "maxpool", "avgpool"):
         return "adds and pooling (vector unit)"
     for role, pattern in ROLES:
@@ -194,7 +196,8 @@ def _plot_layers(layer_runs: dict[str, StudyRun], pes: int, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    roles = [r for r, _ in ROLES] + ["adds and pooling (vector unit)"]
+    roles = [r for r, _ in ROLES] + ["adds and pooling (vector unit)",
+                                     "adds fused into the producing conv"]
     colours = plt.get_cmap("tab10")
     fig, axes = plt.subplots(len(layer_runs), 1, figsize=(14, 2.3 * len(layer_runs)), sharex=True,
                              squeeze=False)

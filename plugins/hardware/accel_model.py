@@ -32,6 +32,7 @@ output through DRAM.
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Sequence
@@ -574,8 +575,10 @@ def simulate_with_plan(layers: Sequence[Any], cfg: AccelConfig
         cost = seen.get(key)
         if cost is None:
             cost = seen[key] = simulate_layer(layer, cfg, placement)
-        out.append(replace(cost, name=layer.name, input_from=placement.input_from,
-                           output_to=placement.output_to))
+        row = copy.copy(cost)  # a shallow copy per row: its name and placement differ
+        row.name, row.input_from, row.output_to = layer.name, placement.input_from, \
+            placement.output_to
+        out.append(row)
     for i, placement in enumerate(plan.placements):
         if placement.fused_into is not None:  # the shortcut's DRAM words delay the host
             host, add = out[placement.fused_into], out[i]

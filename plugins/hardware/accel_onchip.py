@@ -32,6 +32,7 @@ the caller falls back to ``onchip=none`` with a warning.
 """
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -66,6 +67,9 @@ class Placement:
         """What the cost of a layer depends on (besides its shape)."""
         return (self.input_words, self.input_dram, self.output_resident,
                 self.fused_into is not None)
+
+
+NOTHING = Placement()  # a row that reads nothing the model moves (views, concatenations)
 
 
 @dataclass
@@ -159,7 +163,7 @@ def plan(layers: Sequence[Any], mode: str, ifmap_words: int, ofmap_words: int) -
             values[v].readers.append(j)
 
     # Pass 2: adds computed in the output stage of their last operand's producer.
-    placements = [Placement() for _ in range(n)]
+    placements = [NOTHING] * n
     writes: dict[int, int] = {}  # host row -> the value it writes instead of its own
     fused: dict[int, tuple[int, int]] = {}  # add row -> (host row, shortcut value)
     for j, layer in enumerate(layers):
@@ -202,13 +206,16 @@ def plan(layers: Sequence[Any], mode: str, ifmap_words: int, ofmap_words: int) -
     working = [j for j, l in enumerate(layers) if reads[j] and j not in fused
                and l.kind in MODELLED_READERS]
 
-    def occupancy(row: int, extra: int = 0) -> int:
-        live = sum(v.words for v in values if v.resident and v.start <= row <= v.end)
+    live = {r: 0 for r in working}  # words of on-chip feature maps alive at each working row
+
+    def occupancy(row: int) -> int:
+        """What the buffer holds while ``row`` runs: the feature maps kept on chip that are
+        alive, plus the staging room the row needs for what it streams from or to DRAM."""
         need_in = min(ifmap_words, dram_in(row))
         out = output_value(row)
         need_out = 0 if out is not None and out.resident else \
             min(ofmap_words, out.words if out is not None else layers[row].elements)
-        return live + need_in + need_out + extra
+        return live[row] + need_in + need_out
 
     # Pass 3 (reuse): keep feature maps on chip, first come first served, while they fit.
     pool = ifmap_words + ofmap_words
@@ -218,10 +225,14 @@ def plan(layers: Sequence[Any], mode: str, ifmap_words: int, ofmap_words: int) -
             v = values[vid]
             if v.pinned or not v.words:
                 continue
-            span = [r for r in working if v.start <= r <= v.end]
+            span = working[bisect_left(working, v.start):bisect_right(working, v.end)]
             v.resident = True
+            for r in span:
+                live[r] += v.words
             if any(occupancy(r) > pool for r in span):
                 v.resident = False
+                for r in span:
+                    live[r] -= v.words
         peak = max((occupancy(r) for r in working), default=0)
 
     # Placements for the per-layer rows.
