@@ -242,8 +242,9 @@ def _plot_onchip(rows: list[dict[str, Any]], path: str) -> None:
     for j, key in enumerate(keys):
         left, right = j - width / 2, j + 0.8 - width / 2
         ax.fill_between([left, right], PAPER[key] * (1 - TOLERANCE), PAPER[key] * (1 + TOLERANCE),
-                        color="red", alpha=0.1, linewidth=0)
-        ax.plot([left, right], [PAPER[key]] * 2, color="red", linestyle="--", linewidth=1)
+                        color="red", alpha=0.1, linewidth=0, zorder=0)
+        ax.plot([left, right], [PAPER[key]] * 2, color="red", linestyle="--", linewidth=1,
+                label="paper, +-15%" if j == 0 else None)
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(keys))])
     ax.set_xticklabels([f"{BEST}\n{k[1]} vs {k[0]}" for k in keys], fontsize=8)
     ax.set_ylabel("ratio (dashed: paper; band: +-15%)")
