@@ -324,10 +324,6 @@ def command(backends: str, reference: str, hw_opts: tuple[str, ...], no_sensitiv
     ref_point = next(p for p in points if p.backend.lower() == reference.lower())
     ref_spec = pm.backend(reference)
     cells = [Cell(m, p) for p in points for m in models]
-    others = [o for o in hw_opts if o.partition("=")[0].split(":")[-1] != "onchip"]
-    onchip_points = {mode: hardware_points([ref_spec], others + [f"onchip={mode}"])[0]
-                     for mode in ONCHIP}
-    cells += [Cell(m, p) for p in onchip_points.values() for m in (BEST, *BASELINES)]
     sens_cells: list[tuple[str, Any, Any]] = []
     if not no_sensitivity:
         for parameter, values in SENSITIVITY:
@@ -338,6 +334,10 @@ def command(backends: str, reference: str, hw_opts: tuple[str, ...], no_sensitiv
                 (point,) = hardware_points([ref_spec], base + opts)
                 sens_cells.append((parameter, value, point))
                 cells += [Cell(m, point, batch) for m in (BEST, *BASELINES)]
+    others = [o for o in hw_opts if o.partition("=")[0].split(":")[-1] != "onchip"]
+    onchip_points = {mode: hardware_points([ref_spec], others + [f"onchip={mode}"])[0]
+                     for mode in ONCHIP}
+    cells += [Cell(m, p) for p in onchip_points.values() for m in (BEST, *BASELINES)]
     cells = list(dict.fromkeys(cells))
     store = None if no_store else open_store(store_path)
     runs = _run(cells, jobs, store)
