@@ -19,6 +19,11 @@ Counting conventions (the standard ones):
   scale and shift, not its running statistics).
 - Shapes are per sample, ``(C, H, W)`` or ``(F,)``; ``macs`` and ``elements``
   cover the whole batch.
+
+Every row's ``extra["sources"]`` lists the rows whose outputs the operation
+reads (indices into the table, in argument order; ``-1`` is the network's
+input), so backends can follow tensors from producer to consumer. Operations
+the table does not record (views, slicing, ...) pass their inputs' sources on.
 """
 from __future__ import annotations
 
@@ -34,6 +39,8 @@ MAXPOOL, AVGPOOL, BATCHNORM, ACTIVATION = "maxpool", "avgpool", "bn", "act"
 ADD, CONCAT, DROPOUT, RESHAPE = "add", "concat", "dropout", "reshape"
 COMPUTE_KINDS = (CONV, GROUPED_CONV, DEPTHWISE_CONV, FC)
 META_ABOVE = 4  # inputs above 4x the default pixel count: shape-only, on the meta device
+NETWORK_INPUT = -1  # the source index of the network's input in ``extra["sources"]``
+_SOURCES = "_bench_sources"  # attribute tagging a traced tensor with the rows that produced it
 
 
 @dataclass
@@ -68,7 +75,8 @@ class Layer:
     elements: int = 0
     """Output elements over the whole batch: the work of non-MAC layers."""
     extra: dict[str, Any] = field(default_factory=dict)
-    """Kind-specific details, e.g. ``ceil_mode`` of a max pool, ``inputs`` of a concat."""
+    """Kind-specific details, e.g. ``ceil_mode`` of a max pool, ``inputs`` of a concat; and
+    for every traced row ``sources``: the rows whose outputs it reads (``-1``: the input)."""
 
     @property
     def cin(self) -> int:
@@ -151,7 +159,22 @@ def layer_table(model: Any, input_size: Sequence[int], batch: int = 1) -> list[L
     def shape(t: Any) -> tuple[int, ...]:
         return tuple(int(s) for s in t.shape[1:]) if isinstance(t, torch.Tensor) else ()
 
+    def sources(values: Any) -> list[int]:
+        """The rows that produced the tensors among ``values`` (lists/tuples opened once)."""
+        found: list[int] = []
+        for v in values:
+            for t in (v if isinstance(v, (list, tuple)) else (v,)):
+                if isinstance(t, torch.Tensor):
+                    found += [i for i in getattr(t, _SOURCES, ()) if i not in found]
+        return found
+
+    def tag(out: Any, rows: Sequence[int]) -> None:
+        for t in (out if isinstance(out, (list, tuple)) else (out,)):
+            if isinstance(t, torch.Tensor):
+                setattr(t, _SOURCES, tuple(rows))
+
     def record(kind: str, op: str, inp: Any, out: Any, **attrs: Any) -> None:
+        attrs["extra"] = {**attrs.get("extra", {}), "sources": pending_sources}
         where = scope[-1] if scope else ""
         # A leaf module's first op is named by the module; other ops add their own name.
         leaf = attrs.pop("leaf", False)
@@ -171,7 +194,10 @@ def layer_table(model: Any, input_size: Sequence[int], batch: int = 1) -> list[L
 
     class Recorder(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):
+            nonlocal pending_sources
             kwargs = kwargs or {}
+            pending_sources = sources((*args, *kwargs.values()))
+            rows_before = len(layers)
             out = func(*args, **kwargs)
             leaf = bool(scope) and scope[-1] in leaf_names
             fname = getattr(func, "__name__", "")
@@ -247,8 +273,11 @@ def layer_table(model: Any, input_size: Sequence[int], batch: int = 1) -> list[L
             elif fname in {"flatten", "view", "reshape"} and isinstance(args[0], torch.Tensor) \
                     and args[0].dim() == 4 and isinstance(out, torch.Tensor) and out.dim() == 2:
                 record(RESHAPE, "flatten", args[0], out, leaf=leaf)
+            # a recorded op's output comes from its row; any other op passes its inputs' on
+            tag(out, [rows_before] if len(layers) > rows_before else pending_sources)
             return out
 
+    pending_sources: list[int] = []
     leaf_names: set[str] = set()
     handles = []
     for mod_name, module in model.named_modules():
@@ -271,7 +300,9 @@ def layer_table(model: Any, input_size: Sequence[int], batch: int = 1) -> list[L
     model.eval()
     try:
         with torch.no_grad(), Recorder():
-            model(torch.zeros((batch, *input_size)))
+            x = torch.zeros((batch, *input_size))
+            setattr(x, _SOURCES, (NETWORK_INPUT,))
+            model(x)
     finally:
         for h in handles:
             h.remove()

@@ -38,10 +38,26 @@ def test_one_command_gives_the_table_ratios_views_and_plots(bench, tmp_path):
         assert sum(r["share of cycles"] for r in out["stages"][variant]) == pytest.approx(1)
     stage1 = {v: next(r for r in out["stages"][v] if r["part"] == "stage 1") for v in VARIANTS}
     assert stage1["1.0-SqNxt-23v5"]["cycles"] < stage1["1.0-SqNxt-23"]["cycles"] / 2
+    # the same ratios under each on-chip policy: fusing adds and keeping feature maps in the
+    # buffer help SqueezeNext more than either baseline (pinned figures of the 16x16 preset)
+    modes = {r["onchip"]: r for r in out["onchip"]}
+    assert list(modes) == ["none", "fuse", "reuse"]
+    for key in ("speed-up vs squeezenet1_0", "energy eff. vs squeezenet1_0",
+                "speed-up vs alexnet", "energy eff. vs alexnet"):
+        assert modes["none"][key] == ref[key]
+        assert modes["none"][key] < modes["fuse"][key] < modes["reuse"][key]
+    assert [round(modes["reuse"][k], 3) for k in ("speed-up vs squeezenet1_0",
+            "energy eff. vs squeezenet1_0", "speed-up vs alexnet", "energy eff. vs alexnet")] \
+        == [3.065, 3.398, 7.177, 6.958]
+    assert all(r["all within 15%"] == "no" for r in out["onchip"])
+    implied = out["baselines"][-1]
+    assert implied["onchip"] == "paper (implied)"
+    assert implied["squeezenet1_0 energy eff. vs alexnet"] == pytest.approx(7.5 / 2.25)
     sens = out["sensitivity"]
     same = next(r for r in sens if r["parameter"] == "dram_bw" and r["value"] == 8)
     assert same["speed-up vs alexnet"] == pytest.approx(ref["speed-up vs alexnet"])
     assert {r["parameter"] for r in sens} >= {"array", "dram_bw", "cost_dram", "batch"}
-    for name in ("ratios", "layers", "sensitivity"):
+    assert {r["value"] for r in sens if r["parameter"] == "onchip"} == {"none", "fuse", "reuse"}
+    for name in ("ratios", "layers", "onchip", "sensitivity"):
         assert (tmp_path / f"design_study_{name}.png").read_bytes().startswith(b"\x89PNG")
         assert (tmp_path / f"design_study_{name}.svg").stat().st_size > 10000

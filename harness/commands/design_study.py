@@ -11,9 +11,13 @@ runs the same study on the ``accel`` simulator:
    (2.59x / 2.25x against SqueezeNet 1.0, 8.26x / 7.5x against AlexNet);
 3. the per-layer utilisation view behind each change: first layer, 1x1 squeeze,
    separable 3x1/1x3, expand, shortcut, vector layers, and each stage's share;
-4. the sensitivity of the four ratios to one parameter at a time (array,
-   buffers, DRAM bandwidth, DRAM energy, dataflow, weight double-buffering, batch);
-5. plots of all of it (``--plot-dir``).
+4. the four ratios under each on-chip policy (``onchip=none|fuse|reuse``: every
+   feature map through DRAM, adds fused into the producing convolution, and
+   feature maps kept in the global buffer when they fit);
+5. the sensitivity of the four ratios to one parameter at a time (array,
+   buffers, DRAM bandwidth, DRAM energy, dataflow, weight double-buffering,
+   on-chip policy, batch);
+6. plots of all of it (``--plot-dir``).
 """
 from __future__ import annotations
 
@@ -48,8 +52,10 @@ SENSITIVITY: tuple[tuple[str, tuple[Any, ...]], ...] = (
     ("cost_dram", (100, 200, 400)),
     ("dataflow", ("best", "ws", "os")),
     ("rf_words", (1, 2)),
+    ("onchip", ("none", "fuse", "reuse")),
     ("batch", (1, 4, 16)),
 )
+ONCHIP = ("none", "fuse", "reuse")  # accel's on-chip policies, DRAM-everything first
 
 
 def _sensitivity_options(parameter: str, value: Any) -> tuple[list[str], int]:
@@ -73,6 +79,8 @@ ROLES = (  # (role, pattern on the layer name): the parts of the network each ch
 
 
 def layer_role(row: dict[str, Any]) -> str:
+    if str(row.get("output_to", "")).startswith("in "):  # onchip=fuse|reuse
+        return "adds fused into the producing conv"
     if row["kind"] in ("add", "maxpool", "avgpool"):
         return "adds and pooling (vector unit)"
     for role, pattern in ROLES:
@@ -137,6 +145,10 @@ def _run(cells: Sequence[Any], jobs: int | None, store: Any) -> dict[tuple, Stud
     return out
 
 
+def _within(ratios: dict[tuple[str, str], float]) -> str:
+    return "yes" if all(abs(v / PAPER[k] - 1) <= TOLERANCE for k, v in ratios.items()) else "no"
+
+
 def _ratios(runs: dict[str, StudyRun], model: str) -> dict[tuple[str, str], float]:
     mine = runs[model].summary
     out = {}
@@ -186,7 +198,8 @@ def _plot_layers(layer_runs: dict[str, StudyRun], pes: int, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    roles = [r for r, _ in ROLES] + ["adds and pooling (vector unit)"]
+    roles = [r for r, _ in ROLES] + ["adds and pooling (vector unit)",
+                                     "adds fused into the producing conv"]
     colours = plt.get_cmap("tab10")
     fig, axes = plt.subplots(len(layer_runs), 1, figsize=(14, 2.3 * len(layer_runs)), sharex=True,
                              squeeze=False)
@@ -208,6 +221,38 @@ def _plot_layers(layer_runs: dict[str, StudyRun], pes: int, path: str) -> None:
     fig.legend(handles, roles, loc="lower center", ncol=4, fontsize=8, frameon=False)
     axes[-1, 0].set_xlabel("cycles, layer by layer in execution order")
     fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_onchip(rows: list[dict[str, Any]], path: str) -> None:
+    """The four headline ratios under each on-chip policy, against the paper's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = list(PAPER)
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    width = 0.8 / len(rows)
+    colours = plt.get_cmap("tab10")
+    for i, row in enumerate(rows):
+        values = [row[f"{k[1]} vs {k[0]}"] for k in keys]
+        bars = ax.bar([j + i * width for j in range(len(keys))], values, width,
+                      color=colours(i), label=f"onchip={row['onchip']}")
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    for j, key in enumerate(keys):
+        left, right = j - width / 2, j + 0.8 - width / 2
+        ax.fill_between([left, right], PAPER[key] * (1 - TOLERANCE), PAPER[key] * (1 + TOLERANCE),
+                        color="red", alpha=0.1, linewidth=0, zorder=0)
+        ax.plot([left, right], [PAPER[key]] * 2, color="red", linestyle="--", linewidth=1,
+                label="paper, +-15%" if j == 0 else None)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(keys))])
+    ax.set_xticklabels([f"{BEST}\n{k[1]} vs {k[0]}" for k in keys], fontsize=8)
+    ax.set_ylabel("ratio (dashed: paper; band: +-15%)")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -291,6 +336,10 @@ def command(backends: str, reference: str, hw_opts: tuple[str, ...], no_sensitiv
                 (point,) = hardware_points([ref_spec], base + opts)
                 sens_cells.append((parameter, value, point))
                 cells += [Cell(m, point, batch) for m in (BEST, *BASELINES)]
+    others = [o for o in hw_opts if o.partition("=")[0].split(":")[-1] != "onchip"]
+    onchip_points = {mode: hardware_points([ref_spec], others + [f"onchip={mode}"])[0]
+                     for mode in ONCHIP}
+    cells += [Cell(m, p) for p in onchip_points.values() for m in (BEST, *BASELINES)]
     cells = list(dict.fromkeys(cells))
     store = None if no_store else open_store(store_path)
     runs = _run(cells, jobs, store)
@@ -316,7 +365,22 @@ def command(backends: str, reference: str, hw_opts: tuple[str, ...], no_sensitiv
         headline.append({"ratio": f"{BEST} {key[1]} vs {key[0]}", "this run": value,
                          "paper": paper, "difference": f"{(value / paper - 1) * 100:+.0f}%",
                          "within 15%": "yes" if abs(value / paper - 1) <= TOLERANCE else "no"})
-    rows, cfg = ref_runs[BEST].summary, ref_spec.parse_options(list(ref_point.options))
+    by_onchip = []
+    for mode, point in onchip_points.items():
+        ratios = _ratios(by(point), BEST)
+        by_onchip.append({"onchip": mode, **{f"{k[1]} vs {k[0]}": v for k, v in ratios.items()},
+                          "worst difference": f"{max((v / PAPER[k] - 1 for k, v in ratios.items()), key=abs) * 100:+.0f}%",
+                          "all within 15%": _within(ratios)})
+    # The paper's ratios imply how the two baselines compare, whatever SqueezeNext does.
+    baselines = [{"onchip": mode,
+                  **{f"squeezenet1_0 {metric} vs alexnet": _ratios(by(point), "squeezenet1_0")[
+                      ("alexnet", metric)] for metric in ("speed-up", "energy eff.")}}
+                 for mode, point in onchip_points.items()]
+    baselines.append({"onchip": "paper (implied)",
+                      **{f"squeezenet1_0 {metric} vs alexnet":
+                         PAPER[("alexnet", metric)] / PAPER[("squeezenet1_0", metric)]
+                         for metric in ("speed-up", "energy eff.")}})
+    cfg = ref_spec.parse_options(list(ref_point.options))
     rows_, cols_ = (int(n) for n in cfg["array"].split("x"))
     pes = rows_ * cols_
     roles = {m: utilisation_view(ref_runs[m].layers, pes, layer_role) for m in VARIANTS}
@@ -328,15 +392,14 @@ def command(backends: str, reference: str, hw_opts: tuple[str, ...], no_sensitiv
         ratios = _ratios(by(point, batch), BEST)
         sensitivity.append({"parameter": parameter, "value": value,
                             **{f"{k[1]} vs {k[0]}": v for k, v in ratios.items()},
-                            "all within 15%": "yes" if all(
-                                abs(v / PAPER[k] - 1) <= TOLERANCE for k, v in ratios.items())
-                            else "no"})
+                            "all within 15%": _within(ratios)})
     configuration = (f"{reference}: array {cfg['array']}, buffers {cfg['ifmap_kib']:g}/"
                      f"{cfg['weight_kib']:g}/{cfg['ofmap_kib']:g} KiB (ifmap/weight/ofmap), "
                      f"DRAM {cfg['dram_bw']:g} words/cycle of {cfg['word_bits']} bits, energy per "
                      f"access MAC {cfg['cost_mac']:g} / RF {cfg['cost_rf']:g} / PE {cfg['cost_pe']:g}"
                      f" / buffer {cfg['cost_buffer']:g} / DRAM {cfg['cost_dram']:g}, batch 1, "
-                     f"{cfg['clock_mhz']:g} MHz, dataflow {cfg['dataflow']} (by {cfg['best_by']})")
+                     f"{cfg['clock_mhz']:g} MHz, dataflow {cfg['dataflow']} (by {cfg['best_by']}), "
+                     f"onchip {cfg['onchip']}")
     plots = []
     if plot_dir:
         os.makedirs(plot_dir, exist_ok=True)
@@ -345,20 +408,28 @@ def command(backends: str, reference: str, hw_opts: tuple[str, ...], no_sensitiv
             _plot_ratios(table, path)
             path_l = os.path.join(plot_dir, f"design_study_layers.{suffix}")
             _plot_layers({m: ref_runs[m] for m in (VARIANTS[0], BEST)}, pes, path_l)
-            plots += [path, path_l]
+            path_o = os.path.join(plot_dir, f"design_study_onchip.{suffix}")
+            _plot_onchip(by_onchip, path_o)
+            plots += [path, path_l, path_o]
             if sensitivity:
                 path_s = os.path.join(plot_dir, f"design_study_sensitivity.{suffix}")
                 _plot_sensitivity(sensitivity, path_s)
                 plots.append(path_s)
     if fmt == "json":
         write(to_json({"configuration": configuration, "table": table, "headline": headline,
-                       "layer_roles": roles, "stages": stages, "sensitivity": sensitivity,
-                       "plots": plots}), out)
+                       "onchip": by_onchip, "baselines": baselines, "layer_roles": roles, "stages": stages,
+                       "sensitivity": sensitivity, "plots": plots}), out)
         return
     parts = ["SqueezeNext design study (Gholami et al., CVPR-W 2018) on the accel simulator",
              render(table, "table"),
              f"Headline ratios on {configuration}:",
-             render(headline, "table")]
+             render(headline, "table"),
+             f"The same ratios under each on-chip policy (onchip=none: every feature map "
+             f"through DRAM; fuse: adds computed in the producing convolution; reuse: fuse, "
+             f"and feature maps kept in the global buffer when they fit), on {reference}:",
+             render(by_onchip, "table"),
+             "What the paper's four ratios imply for the two baselines (SqueezeNext aside):",
+             render(baselines, "table")]
     role_rows = [{"variant": m, **r} for m in VARIANTS for r in roles[m]]
     parts += ["Per-layer utilisation by part of the network, on the reference hardware "
               "(what each SqueezeNext change targets):",

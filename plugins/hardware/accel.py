@@ -24,11 +24,12 @@ from plugins.hardware.accel_model import (
     COMPAT_MODES,
     COUNT_KEYS,
     EYERISS_COSTS,
+    ONCHIP_MODES,
     OPERANDS,
     AccelConfig,
     LayerCost,
     layer_signature,
-    simulate,
+    simulate_with_plan,
 )
 
 
@@ -119,6 +120,12 @@ def accel_options(array: str = "16x16", buffer_kib: float = 64.0,
                    "exact: PyTorch's output sizes and this model's memory; scalesim: "
                    "SCALE-Sim 3.0's rounded-up output sizes and memory model, conv/fc only",
                    choices=COMPAT_MODES),
+        OptionSpec("onchip", str, "none",
+                   "where feature maps live between layers: none (every layer's input and "
+                   "output through DRAM, as SCALE-Sim), fuse (element-wise adds computed in "
+                   "the producing layer's output stage), reuse (fuse, and feature maps kept in "
+                   "the global buffer when they fit)",
+                   choices=ONCHIP_MODES),
     )
 
 
@@ -137,6 +144,9 @@ def config_from_options(options: dict[str, Any]) -> AccelConfig:
                 f"{rows}x{cols} array tile ({rows * cols} words); use {key}>={need:g} "
                 f"or a smaller array/word_bits"
             )
+    if options["compat"] == "scalesim" and options["onchip"] != "none":
+        raise BenchUsageError(f"onchip={options['onchip']} has no SCALE-Sim equivalent (it "
+                              "sends every layer through DRAM); compat=scalesim needs onchip=none")
     if options["compat"] == "scalesim" and options["rf_words"] != 1:
         raise BenchUsageError(f"rf_words={options['rf_words']} has no SCALE-Sim equivalent; "
                               "compat=scalesim needs rf_words=1")
@@ -146,6 +156,7 @@ def config_from_options(options: dict[str, Any]) -> AccelConfig:
         ofmap_words=words["ofmap_kib"], rf_words=options["rf_words"],
         dram_bw=options["dram_bw"], clock_hz=options["clock_mhz"] * 1e6,
         costs={level: options[f"cost_{level}"] for level in EYERISS_COSTS},
+        onchip=options["onchip"],
     )
 
 
@@ -155,6 +166,10 @@ LAYER_COLUMNS = [
     "macs", "dram_accesses", "buffer_accesses", "pe_transfers", "rf_accesses", "energy",
 ]
 
+
+# With onchip=fuse|reuse the table also says where each layer's input came from and its
+# output went.
+PLACEMENT_COLUMNS = ["input_from", "output_to"]
 
 # Per-operand access counts, one column each: dram_weight_reads, pe_psum_transfers, ...
 COUNT_COLUMNS = [(key, "_".join(key)) for key in COUNT_KEYS]
@@ -203,11 +218,15 @@ def layer_row(layer: Any, cost: LayerCost, cfg: AccelConfig, scale: float) -> di
     counts = cost.counts
     for key, column in COUNT_COLUMNS:
         row[column] = counts.get(key, 0)
+    if cfg.onchip != "none":
+        row["input_from"] = cost.input_from or "-"
+        row["output_to"] = cost.output_to or "-"
     return row
 
 
-def summarize(rows: list[dict[str, Any]], cfg: AccelConfig, options: dict[str, Any]) -> dict[str, Any]:
-    """Totals over the network, from the per-layer rows."""
+def summarize(rows: list[dict[str, Any]], cfg: AccelConfig, options: dict[str, Any],
+              plan: Any = None) -> dict[str, Any]:
+    """Totals over the network, from the per-layer rows (and the on-chip plan, if any)."""
     def total(key: str) -> Any:
         return sum(r[key] for r in rows)
 
@@ -237,6 +256,13 @@ def summarize(rows: list[dict[str, Any]], cfg: AccelConfig, options: dict[str, A
         summary["energy_j"] = energy * 1e-12
     summary["layers"] = len(rows)
     summary["layers_not_simulated"] = sum(1 for r in rows if not r["simulated"])
+    if plan is not None:
+        summary["onchip"] = cfg.onchip
+        summary["fused_adds"] = plan.fused_adds
+        if cfg.onchip == "reuse":
+            summary["feature_maps_on_chip"] = plan.resident_values
+            summary["activation_buffer_words"] = cfg.ifmap_words + cfg.ofmap_words
+            summary["activation_buffer_peak_words"] = plan.peak_words
     return summary
 
 
@@ -248,21 +274,31 @@ def make_runner(specs: tuple[OptionSpec, ...]) -> Callable[[RunRequest], RunResu
         options = {**defaults, **request.options}
         cfg = config_from_options(options)
         layers = request.layers()
-        costs = simulate(layers, cfg)
+        costs, plan = simulate_with_plan(layers, cfg)
         scale = options["pj_per_unit"] or 1.0
         rows, seen = [], {}
         for layer, cost in zip(layers, costs):
-            key = layer_signature(layer)
+            key = (layer_signature(layer), cost.context)
             if key not in seen:
                 seen[key] = layer_row(layer, cost, cfg, scale)
             rows.append({**seen[key], "name": layer.name})
         warnings = []
+        columns = list(LAYER_COLUMNS)
+        if cfg.onchip != "none":
+            if plan is None:
+                warnings.append(f"onchip={cfg.onchip} ignored: the layer table does not say "
+                                "which layer feeds which (extra['sources']), so every feature "
+                                "map goes through DRAM")
+                cfg = replace(cfg, onchip="none")
+                rows = [{k: v for k, v in r.items() if k not in PLACEMENT_COLUMNS} for r in rows]
+            else:
+                columns += PLACEMENT_COLUMNS
         skipped = [c.name for c in costs if not c.simulated]
         if skipped:
             warnings.append(f"{len(skipped)} layer(s) not simulated (no cost model for their "
                             f"kind): {', '.join(skipped[:8])}" + (" ..." if len(skipped) > 8 else ""))
-        return RunResult(summary=summarize(rows, cfg, options), layers=rows,
-                         layer_columns=list(LAYER_COLUMNS), warnings=warnings)
+        return RunResult(summary=summarize(rows, cfg, options, plan), layers=rows,
+                         layer_columns=columns, warnings=warnings)
 
     return run
 

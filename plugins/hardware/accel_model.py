@@ -23,12 +23,23 @@ cycles.
 the PyTorch network does: output sizes rounded up from the padded input
 (:func:`scalesim_output_size`), SCALE-Sim's one-cycle-shorter count, and its
 memory model (:func:`scalesim_memory`), so total cycles compare one to one.
+
+``onchip="fuse"`` computes element-wise adds in the output stage of the layer
+that produces their last operand, and ``onchip="reuse"`` also keeps feature maps
+in the global buffer when they fit (:mod:`plugins.hardware.accel_onchip` plans
+where each one lives); the default, ``"none"``, sends every layer's input and
+output through DRAM.
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Sequence
+
+from plugins.hardware.accel_onchip import MODES as ONCHIP_MODES
+from plugins.hardware.accel_onchip import Placement, Plan
+from plugins.hardware.accel_onchip import plan as plan_onchip
 
 LEVELS = ("dram", "buffer", "pe", "rf", "mac")
 OPERANDS = ("ifmap", "weight", "psum", "ofmap")
@@ -70,6 +81,7 @@ class AccelConfig:
     clock_hz: float = 500e6
     costs: dict[str, float] = field(default_factory=lambda: dict(EYERISS_COSTS))
     compat: str = "exact"  # exact | scalesim (see COMPAT_MODES)
+    onchip: str = "none"  # none | fuse | reuse (see ONCHIP_MODES)
 
     @property
     def pes(self) -> int:
@@ -121,6 +133,9 @@ class LayerCost:
     counts: dict[Count, int] = field(default_factory=dict)
     energy: dict[str, float] = field(default_factory=dict)  # by level
     note: str = ""
+    input_from: str = ""  # with onchip: dram | buffer | mixed | array+dram | array+buffer
+    output_to: str = ""  # with onchip: dram | buffer | "in HOST" for a fused add
+    context: tuple = ()  # with onchip: what besides the shape this cost depends on
 
     @property
     def cycles(self) -> int:
@@ -268,14 +283,20 @@ def array_counts(dataflow: str, g: Gemm, cfg: AccelConfig) -> dict[Count, int]:
     return {k: v * g.groups for k, v in c.items()}
 
 
-def dram_counts(dataflow: str, g: Gemm, cfg: AccelConfig) -> tuple[str, dict[Count, int]]:
+def dram_counts(dataflow: str, g: Gemm, cfg: AccelConfig,
+                placement: Placement | None = None) -> tuple[str, dict[Count, int]]:
     """Choose the fold loop order that moves the fewest DRAM words; return it and the counts.
 
-    Every layer reads its inputs and weights from DRAM and writes its outputs back
-    (no fusion across layers). An operand re-read by an inner loop stays in its
-    buffer partition if it fits; the part that does not fit is fetched again on
-    every pass (:func:`_refetch`). In WS, partial sums that outgrow the output
-    partition between row folds spill to DRAM and come back.
+    By default every layer reads its inputs and weights from DRAM and writes its
+    outputs back (no fusion across layers). An operand re-read by an inner loop
+    stays in its buffer partition if it fits; the part that does not fit is
+    fetched again on every pass (:func:`_refetch`). In WS, partial sums that
+    outgrow the output partition between row folds spill to DRAM and come back.
+
+    With a ``placement`` (``onchip`` modes), the part of the input already in the
+    buffer is never fetched (the DRAM input words of each order scale by the
+    share that is not), and an output kept in the buffer is neither written out
+    nor spilled: its partial sums accumulate in place.
     """
     rows, cols = cfg.rows, cfg.cols
     sr, sc, _ = spatial_dims(dataflow, g)
@@ -308,6 +329,12 @@ def dram_counts(dataflow: str, g: Gemm, cfg: AccelConfig) -> tuple[str, dict[Cou
         candidates.append(("filter folds outer",
                            _refetch(i_words, col_folds, cfg.ifmap_words),
                            col_folds * _refetch(chunk, row_folds, cfg.weight_words), 0))
+    if placement is not None:
+        share, whole = placement.input_dram, placement.input_words
+        candidates = [(o, -(-i * share // whole) if whole else i, w,
+                       0 if placement.output_resident else p) for o, i, w, p in candidates]
+        if placement.output_resident:
+            o_words = 0
     order, ifmap, weight, spill = min(candidates, key=lambda c: c[1] + c[2] + 2 * c[3])
     counts = {
         ("dram", "ifmap", "reads"): ifmap * g.groups,
@@ -396,8 +423,9 @@ def scalesim_memory(dataflow: str, g: Gemm, cfg: AccelConfig,
 
 
 # --------------------------------------------------------------------------- layers
-def cost_compute_layer(layer: Any, cfg: AccelConfig, dataflow: str) -> LayerCost:
-    """One conv/fc layer under one dataflow."""
+def cost_compute_layer(layer: Any, cfg: AccelConfig, dataflow: str,
+                       placement: Placement | None = None) -> LayerCost:
+    """One conv/fc layer under one dataflow (and, with ``onchip``, one placement)."""
     g = gemm_view(layer, cfg.compat)
     cycles = compute_cycles(dataflow, g, cfg.rows, cfg.cols, cfg.rf_words)
     counts = array_counts(dataflow, g, cfg)
@@ -409,7 +437,7 @@ def cost_compute_layer(layer: Any, cfg: AccelConfig, dataflow: str) -> LayerCost
         counts.update(dram)
         _add_dram_side_buffer(counts)
     else:
-        order, dram = dram_counts(dataflow, g, cfg)
+        order, dram = dram_counts(dataflow, g, cfg, placement)
         counts.update(dram)
         _add_dram_side_buffer(counts)
         stalls = stall_cycles(counts, cycles, cfg.dram_bw)
@@ -420,15 +448,41 @@ def cost_compute_layer(layer: Any, cfg: AccelConfig, dataflow: str) -> LayerCost
     )
 
 
-def cost_vector_layer(layer: Any, cfg: AccelConfig) -> LayerCost:
+def _from_dram(words: int, placement: Placement | None) -> int:
+    """The DRAM words of an input of ``words``, given where the placement has it."""
+    if placement is None or not placement.input_words:
+        return words
+    return -(-words * placement.input_dram // placement.input_words)
+
+
+def cost_fused_add(layer: Any, cfg: AccelConfig, placement: Placement) -> LayerCost:
+    """An element-wise add computed in the output stage of the layer that produces its
+    last operand: one operation per element, and a read of the other operand (the
+    shortcut) from the buffer, fetched from DRAM first unless it is kept there. The
+    host writes the sum instead of its own output, so nothing else moves. No cycles
+    of its own; its DRAM words extend the host's stalls (:func:`simulate`)."""
+    ops = int(layer.elements)
+    counts: dict[Count, int] = {("mac", "-", "ops"): ops, ("buffer", "ifmap", "reads"): ops}
+    if placement.input_dram:
+        counts[("dram", "ifmap", "reads")] = placement.input_dram
+    _add_dram_side_buffer(counts)
+    return LayerCost(name=layer.name, kind=layer.kind, vector_ops=ops, counts=counts,
+                     energy=energy_by_level(counts, cfg.costs))
+
+
+def cost_vector_layer(layer: Any, cfg: AccelConfig,
+                      placement: Placement | None = None) -> LayerCost:
     """Pooling and element-wise adds on a ``cols``-lane vector unit beside the array.
 
     They read their inputs from DRAM through the buffer and write their outputs
-    back, one operation per output element and window position, each costed like
-    a MAC. BatchNorm and activations are fused into the producer's output stage:
-    one operation per element and no cycles or traffic of their own.
+    back (with ``onchip``: the parts the placement keeps in the buffer stay
+    there), one operation per output element and window position, each costed
+    like a MAC. BatchNorm and activations are fused into the producer's output
+    stage: one operation per element and no cycles or traffic of their own.
     Concatenation, dropout and flatten move no data at inference.
     """
+    if placement is not None and placement.fused_into is not None:
+        return cost_fused_add(layer, cfg, placement)
     cost = LayerCost(name=layer.name, kind=layer.kind)
     if cfg.compat == "scalesim":  # SCALE-Sim simulates conv and fc layers only
         cost.energy = energy_by_level({}, cfg.costs)
@@ -436,18 +490,21 @@ def cost_vector_layer(layer: Any, cfg: AccelConfig) -> LayerCost:
         return cost
     out_words = int(layer.elements)
     in_words = layer.batch * _prod(layer.in_shape) if layer.in_shape else out_words
+    kept = placement is not None and placement.output_resident
     if layer.kind in POOL_KINDS:
         window = _prod(layer.kernel)
         ops = out_words * window
-        counts = {("mac", "-", "ops"): ops, ("dram", "ifmap", "reads"): in_words,
+        counts = {("mac", "-", "ops"): ops,
+                  ("dram", "ifmap", "reads"): _from_dram(in_words, placement),
                   ("buffer", "ifmap", "reads"): ops, ("buffer", "ofmap", "writes"): out_words,
-                  ("dram", "ofmap", "writes"): out_words}
+                  ("dram", "ofmap", "writes"): 0 if kept else out_words}
         cost.note = f"vector unit, {cfg.cols} lanes"
     elif layer.kind == "add":
         ops = out_words
-        counts = {("mac", "-", "ops"): ops, ("dram", "ifmap", "reads"): 2 * out_words,
+        counts = {("mac", "-", "ops"): ops,
+                  ("dram", "ifmap", "reads"): _from_dram(2 * out_words, placement),
                   ("buffer", "ifmap", "reads"): 2 * out_words, ("buffer", "ofmap", "writes"): out_words,
-                  ("dram", "ofmap", "writes"): out_words}
+                  ("dram", "ofmap", "writes"): 0 if kept else out_words}
         cost.note = f"vector unit, {cfg.cols} lanes"
     elif layer.kind in FUSED_KINDS:
         cost.vector_ops = out_words
@@ -473,14 +530,15 @@ def cost_vector_layer(layer: Any, cfg: AccelConfig) -> LayerCost:
     return cost
 
 
-def simulate_layer(layer: Any, cfg: AccelConfig) -> LayerCost:
+def simulate_layer(layer: Any, cfg: AccelConfig, placement: Placement | None = None) -> LayerCost:
     """Cost one layer; with ``dataflow='best'`` keep the cheaper of WS and OS
-    (by total cycles or by energy, ``cfg.best_by``; ties go to the other measure)."""
+    (by total cycles or by energy, ``cfg.best_by``; ties go to the other measure).
+    ``placement`` says where its operands are (``onchip`` modes; None: DRAM)."""
     if not layer.is_compute:
-        return cost_vector_layer(layer, cfg)
+        return cost_vector_layer(layer, cfg, placement)
     if cfg.dataflow in DATAFLOWS:
-        return cost_compute_layer(layer, cfg, cfg.dataflow)
-    options = [cost_compute_layer(layer, cfg, df) for df in DATAFLOWS]
+        return cost_compute_layer(layer, cfg, cfg.dataflow, placement)
+    options = [cost_compute_layer(layer, cfg, df, placement) for df in DATAFLOWS]
     if cfg.best_by == "energy":
         return min(options, key=lambda c: (c.total_energy, c.cycles))
     return min(options, key=lambda c: (c.cycles, c.total_energy))
@@ -497,6 +555,45 @@ def simulate(layers: Sequence[Any], cfg: AccelConfig) -> list[LayerCost]:
 
     Networks repeat blocks, so a layer shaped like an earlier one reuses its cost.
     """
+    return simulate_with_plan(layers, cfg)[0]
+
+
+def simulate_with_plan(layers: Sequence[Any], cfg: AccelConfig
+                       ) -> tuple[list[LayerCost], Plan | None]:
+    """:func:`simulate`, and the on-chip plan it followed (None with ``onchip="none"``,
+    under ``compat="scalesim"``, or when the table has no producer/consumer links:
+    then every feature map goes through DRAM)."""
+    plan = None
+    if cfg.onchip != "none" and cfg.compat == "exact":
+        plan = plan_onchip(layers, cfg.onchip, cfg.ifmap_words, cfg.ofmap_words)
+    if plan is None:
+        return _simulate_through_dram(layers, cfg), None
+    seen: dict[tuple, LayerCost] = {}
+    out: list[LayerCost] = []
+    for layer, placement in zip(layers, plan.placements):
+        key = (layer_signature(layer), placement.key)
+        cost = seen.get(key)
+        if cost is None:
+            cost = seen[key] = simulate_layer(layer, cfg, placement)
+        row = copy.copy(cost)  # a shallow copy per row: its name and placement differ
+        row.name, row.input_from, row.output_to = layer.name, placement.input_from, \
+            placement.output_to
+        out.append(row)
+    for i, placement in enumerate(plan.placements):
+        if placement.fused_into is not None:  # the shortcut's DRAM words delay the host
+            host, add = out[placement.fused_into], out[i]
+            words = sum(v for k, v in host.counts.items() if k[0] == "dram") + \
+                sum(v for k, v in add.counts.items() if k[0] == "dram")
+            together = max(0, math.ceil(words / cfg.dram_bw) - host.compute_cycles)
+            out[i] = replace(add, stall_cycles=together - host.stall_cycles,
+                             note=f"in the output stage of {host.name}")
+    for i, (cost, placement) in enumerate(zip(out, plan.placements)):
+        out[i].context = (placement.key, cost.input_from, cost.output_to, cost.stall_cycles)
+    return out, plan
+
+
+def _simulate_through_dram(layers: Sequence[Any], cfg: AccelConfig) -> list[LayerCost]:
+    """Every layer reads its inputs from DRAM and writes its output back."""
     seen: dict[tuple, LayerCost] = {}
     out = []
     for layer in layers:
