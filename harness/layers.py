@@ -415,7 +415,11 @@ def with_batch(layers: Sequence[Layer], batch: int) -> list[Layer]:
 
 
 def _pixels(size: tuple[int, ...]) -> int:
-    return int(size[-1]) * int(size[-2])
+    """Spatial positions of one sample: H*W for (C, H, W), 1 for a flat (F,) input."""
+    n = 1
+    for side in size[1:]:
+        n *= int(side)
+    return n
 
 
 def model_layers(spec: Any, input_size: tuple[int, ...], batch: int = 1) -> list:
@@ -444,6 +448,9 @@ def model_layers(spec: Any, input_size: tuple[int, ...], batch: int = 1) -> list
     except RuntimeError as exc:
         error = exc
     side = input_size[-1]
+    if len(spec.input_size) != 3 or len(input_size) != 3:  # no square side to search over
+        raise BenchUsageError(f"model '{spec.name}' fails at input size "
+                              f"{'x'.join(map(str, input_size))}: {_reason(error)}")
     smallest = smallest_input(spec)
     if smallest is not None and side < smallest:
         raise BenchUsageError(

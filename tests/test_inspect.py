@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from harness.commands.inspect import command
+from harness.errors import BenchUsageError
 from harness.layers import model_layers, smallest_input
 from harness.layers import totals
 from harness.plugins.manager import get_plugin_manager
@@ -160,3 +161,23 @@ def test_bench_inspect_end_to_end(bench):
     done = bench("inspect", "--model", "vgg19", "--input-size", "0")
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "--input-size must be a positive integer" in done.stderr
+
+
+def test_flat_input_models_get_a_table_and_one_line_errors():
+    """An FC-only model takes ``input_size=(features,)``; its table and its errors work."""
+    import torch.nn as nn
+
+    from harness import ModelSpec
+
+    def mlp(features_in: int) -> nn.Module:
+        return nn.Sequential(nn.Linear(features_in, 100), nn.ReLU(), nn.Linear(100, 10))
+
+    spec = ModelSpec(name="mlp", family="mlp", builder=lambda: mlp(784), input_size=(784,),
+                     num_classes=10)
+    layers = model_layers(spec, (784,), batch=4)
+    assert [l.kind for l in layers] == ["fc", "act", "fc"]
+    assert sum(l.macs for l in layers) == 4 * (784 * 100 + 100 * 10)
+    broken = ModelSpec(name="mlp-bad", family="mlp", builder=lambda: mlp(780), input_size=(784,),
+                       num_classes=10)
+    with pytest.raises(BenchUsageError, match="fails at input size 784"):
+        model_layers(broken, (784,))
