@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from harness.layers import Layer, model_layers, with_batch
+from harness.locations import CACHE_ROOT_ENV as ROOT_ENV, cache_root
 
 try:  # CPython's own SHA-256: the same digests as hashlib's, without loading OpenSSL
     from _sha256 import sha256  # (hashlib's first import costs 2-10 ms here, every warm run)
@@ -51,7 +52,6 @@ except ImportError:  # pragma: no cover - Python 3.12+ calls it _sha2; else hash
         from hashlib import sha256
 
 CACHE_ENV = "BENCH_LAYER_CACHE"
-ROOT_ENV = "BENCH_CACHE"
 OFF = "off"
 TABLE_FORMAT = 1  # bump when the file layout or the Layer fields change
 SUFFIX = ".table.json"
@@ -74,11 +74,7 @@ def cache_dir() -> Path | None:
         return None
     if explicit:
         return Path(explicit).expanduser()
-    root = os.environ.get(ROOT_ENV, "").strip()
-    if not root:
-        base = os.environ.get("XDG_CACHE_HOME", "").strip() or os.path.join(Path.home(), ".cache")
-        root = os.path.join(base, "bench")
-    return Path(root).expanduser() / "layers"
+    return cache_root() / "layers"
 
 
 def location_source() -> str:

@@ -15,6 +15,7 @@ import harness
 from harness import ModelSpec
 from harness import layer_cache as lc
 from harness.layers import model_layers
+from plugins.optimizers import libsvm
 
 PACKAGE = "bench_cache_toys"
 MODELS = '''
@@ -226,8 +227,11 @@ def test_location_follows_the_environment(tmp_path, monkeypatch):
     assert lc.cache_dir() == tmp_path / ".cache" / "bench" / "layers"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert lc.cache_dir() == tmp_path / "xdg" / "bench" / "layers"
-    monkeypatch.setenv(lc.ROOT_ENV, str(tmp_path / "root"))  # the optimizers' cache root
+    # the optimizers' caches (f*, parsed LIBSVM files) share the root, XDG included
+    assert libsvm.cache_dir("fstar") == tmp_path / "xdg" / "bench" / "fstar"
+    monkeypatch.setenv(lc.ROOT_ENV, str(tmp_path / "root"))
     assert lc.cache_dir() == tmp_path / "root" / "layers"
+    assert libsvm.cache_dir("fstar") == tmp_path / "root" / "fstar"
     monkeypatch.setenv(lc.CACHE_ENV, str(tmp_path / "mine"))
     assert lc.cache_dir() == tmp_path / "mine"
 

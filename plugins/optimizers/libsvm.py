@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from harness.errors import BenchUsageError
+from harness.locations import cache_root
 
-CACHE_ENV = "BENCH_CACHE"
 
 
 def cache_dir(kind: str) -> Path:
-    """``$BENCH_CACHE/<kind>``, else ``~/.cache/bench/<kind>``."""
-    base = os.environ.get(CACHE_ENV) or os.path.join(Path.home(), ".cache", "bench")
-    return Path(base).expanduser() / kind
+    """``<cache root>/<kind>`` (:func:`harness.locations.cache_root`)."""
+    return cache_root() / kind
 
 
 def _open(path: Path) -> IO[bytes]:
