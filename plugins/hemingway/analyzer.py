@@ -146,11 +146,14 @@ def _describe(data: "Measurements") -> str:
 def _rank(data: "Measurements", eps: float, terms: Sequence["Term"], max_ranks: int,
           goal: "Objective", draws: int, seed: int, fmt: str, plot_path: str | None) -> None:
     from plugins.hemingway.fitting import fit_all
-    from plugins.hemingway.ranking import rank
+    from plugins.hemingway.ranking import confidence, rank
 
     fits, warnings = fit_all(data, eps, terms)
     _warn(warnings)
     rows = rank(fits, eps, max_ranks, goal, terms, draws, seed)
+    decision = confidence(rows)
+    next_runs = _next_runs(data, terms, max_ranks, decision) if decision and not (
+        decision["separable"]) else None
     if plot_path:
         from plugins.hemingway.plot import plot
 
@@ -161,7 +164,8 @@ def _rank(data: "Measurements", eps: float, terms: Sequence["Term"], max_ranks: 
             "objective": goal.kind, "cost_unit": goal.cost_unit,
             "deadline_s": goal.deadline_s, "budget": goal.budget,
             "draws": draws, "interval": "5th-95th percentile",
-            "models": [f.as_dict() for f in fits], "ranking": rows, "warnings": warnings,
+            "models": [f.as_dict() for f in fits], "ranking": rows, "decision": decision,
+            "measure_next": next_runs, "warnings": warnings,
         }))
         return
     cost_label = "cost" if goal.price_per_machine_hour else "machine_s"
@@ -169,8 +173,10 @@ def _rank(data: "Measurements", eps: float, terms: Sequence["Term"], max_ranks: 
         "rank": r["rank"] if r["rank"] is not None else "-",
         "algorithm": r["algorithm"], "m": r["m"], "data": r["data"],
         "iterations": int(r["iterations"]),
-        "s/iter": r["s_per_iter"], "time_s": r["time_s"],
-        "time 90%": _interval(r["time_lo_s"], r["time_hi_s"]),
+        "iter 90%": _interval(r["iterations_lo"], r["iterations_hi"]),
+        "s/iter": r["s_per_iter"], "s/iter 90%": _interval(r["s_per_iter_lo"], r["s_per_iter_hi"]),
+        "time_s": r["time_s"], "time 90%": _interval(r["time_lo_s"], r["time_hi_s"]),
+        "P(best)": _probability(r["p_best"]), "P(<=5%)": _probability(r["p_within_5pct"]),
         cost_label: r["cost"], f"{cost_label} 90%": _interval(r["cost_lo"], r["cost_hi"]),
         "measured time_s": r["measured_time_s"], "limit": r["limit"],
     } for r in rows]
@@ -182,10 +188,67 @@ def _rank(data: "Measurements", eps: float, terms: Sequence["Term"], max_ranks: 
                "f(m) seconds/iteration": f.system.describe(),
                "convergence": f.convergence.describe()} for f in fits]
     best = next((r for r in rows if r["feasible"]), None)
-    verdict = (f"best: {best['algorithm']} on m={best['m']}: {best['time_s']:.3g} s, "
-               f"{best['cost']:.3g} {goal.cost_unit}" if best else
+    verdict = (f"best: {best['algorithm']} on m={best['m']} ({best['data']}): "
+               f"{best['time_s']:.3g} s, {best['cost']:.3g} {goal.cost_unit}" if best else
                "no (algorithm, m) meets the deadline and budget")
+    if decision:
+        verdict += "\n" + _confidence_line(decision, max(data.sizes()), next_runs)
     write("\n\n".join([header, render(table, "table"), verdict, render(models, "table")]))
+
+
+def _probability(p: float) -> str:
+    return "" if p != p else f"{p:.2f}"
+
+
+def _confidence_line(decision: dict, largest: int, next_runs: dict | None) -> str:
+    """One line: how sure the choice is and, when not sure, what to measure next."""
+    beyond = (f", {decision['m'] / largest:.1f}x the largest measured m={largest}"
+              if decision["m"] > largest else "")
+    sure = (f"P(best) {decision['p_best']:.2f}, P(within 5% of the best) "
+            f"{decision['p_within_5pct']:.2f}{beyond}")
+    if decision["separable"]:
+        return f"confident: {sure}"
+    contenders: dict[str, list[int]] = {}
+    for c in decision["contenders"]:
+        contenders.setdefault(c["algorithm"], []).append(c["m"])
+    named = "; ".join(f"{a} m={_ranges(ms)}" for a, ms in contenders.items())
+    line = (f"not separable: {sure} (< {decision['threshold']:.2f}); in contention: {named}")
+    if next_runs and next_runs["sizes"]:
+        line += f"; measure next m={','.join(map(str, next_runs['sizes']))}: {next_runs['command']}"
+    return line
+
+
+def _ranges(sizes: list[int]) -> str:
+    """1,2,3,5 -> 1-3,5."""
+    sizes, parts, start = sorted(sizes), [], None
+    for k, m in enumerate(sizes):
+        start = m if start is None else start
+        if k + 1 == len(sizes) or sizes[k + 1] != m + 1:
+            parts.append(str(m) if start == m else f"{start}-{m}")
+            start = None
+    return ",".join(parts)
+
+
+def _sweep_command(data: "Measurements", algorithms: Sequence[str], sizes: Sequence[int]) -> str:
+    problem_opts = "".join(f" --problem-opt {k}={v}" for k, v in data.problem_options.items()
+                           if v not in (None, ""))
+    return (f"bench sweep --optimizer {','.join(algorithms)} "
+            f"--problem {data.problem or 'PROBLEM'}{problem_opts} "
+            f"--ranks {','.join(map(str, sizes))}") if sizes else ""
+
+
+def _next_runs(data: "Measurements", terms: Sequence["Term"], max_ranks: int,
+               decision: dict) -> dict:
+    """The sizes whose runs most reduce the variance of the contenders' predictions."""
+    from plugins.hemingway.design import suggest
+    from plugins.hemingway.ranking import contention_weights
+
+    focus = contention_weights(decision, max_ranks)
+    design = suggest(data, terms, max_ranks, None, focus)
+    sizes = sorted({r["m"] for r in design.rows})
+    algorithms = [a for a in design.algorithms if a in focus]
+    return {"sizes": sizes, "algorithms": algorithms,
+            "command": _sweep_command(data, algorithms, sizes), "design": design.rows}
 
 
 def _validate(data: "Measurements", eps: float, terms: Sequence["Term"], fmt: str,
@@ -225,12 +288,7 @@ def _suggest(data: "Measurements", terms: Sequence["Term"], max_ranks: int, budg
     from plugins.hemingway.design import suggest
 
     design = suggest(data, terms, max_ranks, budget)
-    sizes = ",".join(str(r["m"]) for r in design.rows)
-    problem_opts = "".join(f" --problem-opt {k}={v}" for k, v in data.problem_options.items()
-                           if v not in (None, ""))
-    command = (f"bench sweep --optimizer {','.join(design.algorithms)} "
-               f"--problem {data.problem or 'PROBLEM'}{problem_opts} --ranks {sizes}"
-               ) if sizes else ""
+    command = _sweep_command(data, design.algorithms, [r["m"] for r in design.rows])
     if fmt == "json":
         write(to_json({"problem": data.problem, "source": data.source, "budget": budget,
                        "max_ranks": max_ranks, "measured_ranks": data.sizes(),
