@@ -83,8 +83,14 @@ def _warn(messages: list[str]) -> None:
 @format_option("table", "json")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
               help="Draw fitted curves and predicted time-to-eps to this image file.")
-@click.option("--validate", is_flag=True,
-              help="Leave one cluster size out at a time and report the prediction error.")
+@click.option("--validate", type=click.Choice(["loo", "extrapolate"], case_sensitive=False),
+              is_flag=False, flag_value="loo", default=None, metavar="[loo|extrapolate]",
+              help="Check the predictions: 'loo' (the default when no value is given) leaves "
+                   "one cluster size out at a time; 'extrapolate' fits on the smaller sizes, "
+                   "predicts the largest and checks the 90% intervals there.")
+@click.option("--hold-out", type=click.IntRange(min=1), metavar="K",
+              help="With --validate extrapolate: how many of the largest sizes to predict "
+                   "(default 2 when the rest still determine the system model, else 1).")
 @click.option("--suggest", is_flag=True,
               help="Propose which cluster sizes to measure next (A-optimal, within --budget).")
 def rank_command(epsilon: float | None, problem: str | None, input_path: str | None,
@@ -92,14 +98,15 @@ def rank_command(epsilon: float | None, problem: str | None, input_path: str | N
                  objective: str, deadline: float | None, budget: float | None,
                  price_per_machine_hour: float | None, cores: int | None,
                  terms: tuple[str, ...], draws: int,
-                 seed: int, fmt: str, plot_path: str | None, validate: bool,
-                 suggest: bool) -> None:
+                 seed: int, fmt: str, plot_path: str | None, validate: str | None,
+                 hold_out: int | None, suggest: bool) -> None:
     """Predict time-to-accuracy per (algorithm, cluster size) and rank them (Hemingway).
 
     \b
     bench rank --epsilon 1e-4                     rank by predicted time
     bench rank --epsilon 1e-4 --objective cost    rank by machine-seconds
     bench rank --epsilon 1e-4 --validate          leave-one-cluster-size-out error
+    bench rank --epsilon 1e-4 --validate extrapolate   predict the largest sizes
     bench rank --suggest --budget 600             which sizes to measure next
     """
     from plugins.hemingway import measurements as loading
@@ -107,6 +114,8 @@ def rank_command(epsilon: float | None, problem: str | None, input_path: str | N
 
     if validate and suggest:
         raise BenchUsageError("--validate and --suggest are separate questions; give one")
+    if hold_out is not None and (validate or "").lower() != "extrapolate":
+        raise BenchUsageError("--hold-out goes with --validate extrapolate")
     if epsilon is None and not suggest:
         raise BenchUsageError("--epsilon EPS is required: the suboptimality to reach")
     if plot_path and suggest:
@@ -129,6 +138,8 @@ def rank_command(epsilon: float | None, problem: str | None, input_path: str | N
 
     if suggest:
         _suggest(data, model_terms, max_ranks, budget, fmt)
+    elif validate and validate.lower() == "extrapolate":
+        _validate_extrapolation(data, epsilon, model_terms, hold_out, draws, seed, fmt, plot_path)
     elif validate:
         _validate(data, epsilon, model_terms, fmt, plot_path)
     else:
@@ -281,6 +292,85 @@ def _validate(data: "Measurements", eps: float, terms: Sequence["Term"], fmt: st
          "no held-out run reached eps: nothing to compare"),
     ]
     write("\n\n".join(text))
+
+
+def _validate_extrapolation(data: "Measurements", eps: float, terms: Sequence["Term"],
+                            hold_out: int | None, draws: int, seed: int, fmt: str,
+                            plot_path: str | None) -> None:
+    from plugins.hemingway.validation import validate_extrapolation
+
+    if not draws:
+        raise BenchUsageError("--validate extrapolate checks the intervals: --draws must be > 0")
+    rows, summary, warnings = validate_extrapolation(data, eps, terms, hold_out, draws, seed)
+    _warn(warnings)
+    if plot_path:
+        _plot_extrapolation(data, eps, terms, rows, draws, seed, plot_path)
+    if fmt == "json":
+        write(to_json({"problem": data.problem, "n": data.n, "source": data.source,
+                       "epsilon": eps, "rows": rows, **summary, "warnings": warnings}))
+        return
+
+    def cell(row: dict, what: str) -> str:
+        if row[f"measured_{what}"] is None:
+            return ""
+        mark = "in" if row[f"{what}_covered"] else "OUT"
+        return f"{row[f'{what}_error_pct']:+.1f}% {mark}"
+
+    table = [{
+        "algorithm": r["algorithm"], "m": r["m"], "fitted on m": r["fitted_on"],
+        "beyond": f"{r['beyond']:.2g}x",
+        "measured time_s": r["measured_time_s"], "predicted time_s": r["predicted_time_s"],
+        "time 90%": _interval(r["time_s_lo"], r["time_s_hi"]),
+        "s/iter error": cell(r, "s_per_iter"), "iterations error": cell(r, "iterations"),
+        "time error": cell(r, "time_s"),
+    } for r in rows]
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f}%"
+
+    def share(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.0f}%"
+
+    per = [{"algorithm": a, "compared": s["compared"],
+            "s/iter |error|": pct(s["s_per_iter_median_abs_pct_error"]),
+            "iterations |error|": pct(s["iterations_median_abs_pct_error"]),
+            "time |error|": pct(s["time_s_median_abs_pct_error"]),
+            "s/iter coverage": share(s["s_per_iter_coverage"]),
+            "iterations coverage": share(s["iterations_coverage"]),
+            "time coverage": share(s["time_s_coverage"])}
+           for a, s in [*summary["per_algorithm"].items(), ("all", summary["overall"])]]
+    text = [
+        f"Extrapolation validation for {_describe(data)}, eps={eps:g}: each algorithm fitted "
+        "on its smaller sizes, its largest predicted; error of the prediction and whether "
+        f"the 90% interval ({draws} draws, with a new run's noise) holds the measured value",
+        render(table, "table", floatfmt=".4g"),
+        "median absolute error and interval coverage at the held-out sizes:",
+        render(per, "table"),
+    ]
+    write("\n\n".join(text))
+
+
+def _plot_extrapolation(data: "Measurements", eps: float, terms: Sequence["Term"],
+                        rows: list[dict], draws: int, seed: int, plot_path: str) -> None:
+    """The ranking plot of the fits to the smaller sizes, over m up to the largest measured."""
+    import numpy as np
+
+    from plugins.hemingway.fitting import fit_algorithm
+    from plugins.hemingway.plot import plot
+    from plugins.hemingway.ranking import Objective, rank
+
+    fits = []
+    for algorithm in sorted({r["algorithm"] for r in rows}, key=str.lower):
+        held = min(r["m"] for r in rows if r["algorithm"] == algorithm)
+        fits.append(fit_algorithm([r for r in data.runs_of(algorithm) if r.ranks < held],
+                                  eps, terms))
+    ranked = rank(fits, eps, max(data.sizes()), Objective(), terms, draws, seed)
+    for row in ranked:  # show the held-out measurements as dots too
+        times = [r.time_to(eps) for r in data.runs_of(row["algorithm"]) if r.ranks == row["m"]]
+        times = [t for t in times if t is not None]
+        row["measured_time_s"] = float(np.mean(times)) if times else None
+    plot(fits, ranked, eps, f"Hemingway fitted on the smaller sizes: {_describe(data)}, "
+         f"eps={eps:g}", plot_path)
 
 
 def _suggest(data: "Measurements", terms: Sequence["Term"], max_ranks: int, budget: float | None,

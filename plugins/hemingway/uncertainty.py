@@ -252,6 +252,21 @@ def time_draws(
     return component_draws(fit, eps, m, terms, draws, rng, others).time
 
 
+def with_run_noise(fit: AlgorithmFit, drawn: Draws, rng: np.random.Generator,
+                   others: Sequence[AlgorithmFit] = ()) -> Draws:
+    """What one new run would measure: the expected values times a run's own noise.
+
+    For comparing with a measured run (validation), not for ranking.
+    """
+    shape = drawn.per_iteration.shape
+    time_sigma = _sigma_draws(system_noise(fit), [system_noise(o) for o in others], shape[0], rng)
+    curve_sigma = _sigma_draws(convergence_noise(fit), [convergence_noise(o) for o in others],
+                               shape[0], rng)
+    slower = np.exp(time_sigma[:, None] * rng.standard_normal(shape))
+    later = np.exp(curve_sigma[:, None] * rng.standard_normal(shape))
+    return Draws(drawn.per_iteration * slower, np.ceil(drawn.iterations * later))
+
+
 def percentile_interval(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The 90% interval per column (NaN without samples)."""
     if samples.shape[0] == 0:
