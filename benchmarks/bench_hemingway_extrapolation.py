@@ -22,6 +22,7 @@ of the 90% interval (with a new run's noise) against the measured time, and
 the regret of the single-shot choice against the best measured pair.
 
 Run: .venv/bin/python benchmarks/bench_hemingway_extrapolation.py [--seeds 5] [--real]
+     [--plot docs/img/hemingway_extrapolation.png --plot-case overhead-far]
 """
 from __future__ import annotations
 
@@ -169,6 +170,50 @@ def real(algorithms: str, n: int, eps: float, draws: int) -> None:
           f"{best[0]}@{best[1]}: regret {100 * regret:.1f}%")
 
 
+# --------------------------------------------------------------------------- figure
+def figure(name: str, seed: int, draws: int, path: str) -> None:
+    """Predicted T(eps, m) with its 90% band against the truth, for one case."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from plugins.hemingway.synthetic import case
+
+    truth = case(name)
+    data = measurements_of(truth.rows(seed), f"{truth.name} seed {seed}")
+    fits, _ = fit_all(data, truth.eps, BASE_TERMS)
+    rows = rank(fits, truth.eps, truth.max_ranks, Objective(), BASE_TERMS, draws, seed)
+    algorithms = {a.name: a for a in truth.algorithms}
+    fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
+    ax.axvspan(min(truth.measured), max(truth.measured), color="0.9", label="measured sizes")
+    for fit in fits:
+        mine = sorted((r for r in rows if r["algorithm"] == fit.algorithm), key=lambda r: r["m"])
+        m = np.array([r["m"] for r in mine])
+        line, = ax.plot(m, [r["time_s"] for r in mine], lw=1.6,
+                        label=f"{fit.algorithm}: predicted")
+        ax.fill_between(m, [r["time_lo_s"] for r in mine], [r["time_hi_s"] for r in mine],
+                        color=line.get_color(), alpha=0.18, label=f"{fit.algorithm}: 90% interval")
+        ax.plot(m, [truth.true_time(algorithms[fit.algorithm], x) for x in m], "--",
+                color=line.get_color(), lw=1.2, label=f"{fit.algorithm}: true")
+        measured = [(r["m"], r["measured_time_s"]) for r in mine if r["measured_time_s"]]
+        ax.plot(*zip(*measured), "o", color=line.get_color(), ms=4)
+    best, m_best, t_best = truth.optimum()
+    ax.plot([m_best], [t_best], "*", color="black", ms=12, label=f"true best: {best}@{m_best}")
+    top = rows[0]
+    ax.plot([top["m"]], [top["time_s"]], "x", color="red", ms=10, mew=2,
+            label=f"chosen: {top['algorithm']}@{top['m']}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("cluster size m")
+    ax.set_ylabel(f"time to suboptimality {truth.eps:g} (s)")
+    ax.set_title(f"{truth.name}: {truth.description}", fontsize=9)
+    ax.legend(fontsize=7, ncol=2)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5, help="noise seeds per case")
@@ -176,8 +221,12 @@ def main() -> None:
     parser.add_argument("--real", action="store_true", help="real MPI sweeps (m <= 4) instead")
     parser.add_argument("--algorithms", default="cocoa+,admm")
     parser.add_argument("--n", type=int, default=4000)
+    parser.add_argument("--plot", metavar="PNG", help="draw predicted vs true T for --plot-case")
+    parser.add_argument("--plot-case", default="overhead-far")
     args = parser.parse_args()
-    if args.real:
+    if args.plot:
+        figure(args.plot_case, 0, args.draws, args.plot)
+    elif args.real:
         real(args.algorithms, args.n, 1e-4, args.draws)
     else:
         synthetic(list(range(args.seeds)), args.draws)
