@@ -27,6 +27,7 @@ Run: .venv/bin/python benchmarks/bench_hemingway_extrapolation.py [--seeds 5] [-
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 import os
 import subprocess
 import sys
@@ -97,7 +98,7 @@ def synthetic(seeds: list[int], draws: int) -> None:
             "case": truth.name,
             "true optimum": f"{name}@{m} ({m / max(truth.measured):.2g}x)",
             "true T_s": seconds,
-            "choice (most often)": max(set(choices), key=choices.count),
+            "choice (most often)": Counter(choices).most_common(1)[0][0],
             "regret median": f"{100 * np.median(regrets):.1f}%",
             "regret worst": f"{100 * max(regrets):.1f}%",
             "coverage 90%": f"{100 * np.mean(covered):.0f}%",
