@@ -17,8 +17,7 @@ from harness.specs import (
     RunRequest,
     RunResult,
 )
-
-__version__ = "0.1.0"
+from harness.version import __version__
 
 __all__ = [
     "AnalyzerSpec",

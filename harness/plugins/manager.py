@@ -289,7 +289,18 @@ class BenchPluginManager:
                     specs[key] = spec
                     self._owner[(hook_name, key)] = plugin
             self._cache[hook_name] = specs
+            if hook_name == "bench_models":
+                self._note_model_distributions(specs)
         return self._cache[hook_name]
+
+    def _note_model_distributions(self, specs: dict[str, Any]) -> None:
+        """Tell the layer cache which distribution registered each model (part of its key)."""
+        from harness.layer_cache import note_distribution
+
+        for key, spec in specs.items():
+            info = self.info.get(self._owner[("bench_models", key)])
+            note_distribution(spec, f"{info.distribution} {info.version}".strip()
+                              if info is not None else "")
 
     def _reject(self, plugin: str, message: str) -> None:
         print(f"warning: plugin '{plugin}': {message}; skipped", file=sys.stderr)
