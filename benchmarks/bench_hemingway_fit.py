@@ -29,7 +29,8 @@ import numpy as np  # noqa: E402
 
 from plugins.hemingway.convergence import LevelPoints  # noqa: E402
 from plugins.hemingway.measurements import from_file  # noqa: E402
-from plugins.hemingway.ranking import Objective, fit_all, rank  # noqa: E402
+from plugins.hemingway.fitting import fit_all  # noqa: E402
+from plugins.hemingway.ranking import Objective, rank  # noqa: E402
 from plugins.hemingway.synthetic import EXAMPLE_ALGORITHMS, generate, write_csv  # noqa: E402
 from plugins.hemingway.system_model import resolve_terms  # noqa: E402
 
@@ -62,7 +63,7 @@ def main() -> None:
 
     def fit_and_rank():
         fits, _ = fit_all(data, EPS, terms)
-        return fits, rank(fits, EPS, MAX_RANKS, Objective(), terms, replicates=200, seed=0)
+        return fits, rank(fits, EPS, MAX_RANKS, Objective(), terms, draws=200, seed=0)
 
     work_s, (fits, ranking) = timed(fit_and_rank, args.repeats)
     fit_s, _ = timed(lambda: fit_all(data, EPS, terms), args.repeats)

@@ -11,7 +11,8 @@ from plugins.hemingway import measurements as loading
 from plugins.hemingway.convergence import FAMILIES, ConvergenceModel
 from plugins.hemingway.design import a_criterion, suggest
 from plugins.hemingway.nnls import nnls_gram
-from plugins.hemingway.ranking import Objective, fit_all, rank
+from plugins.hemingway.fitting import fit_all
+from plugins.hemingway.ranking import Objective, rank
 from plugins.hemingway.synthetic import EXAMPLE_ALGORITHMS, TrueAlgorithm, generate
 from plugins.hemingway.system_model import BASE_TERMS, design_matrix, fit_system, resolve_terms
 from plugins.hemingway.validation import validate
@@ -226,7 +227,7 @@ def true_best(objective: str, max_ranks: int) -> tuple[str, int]:
 
 @pytest.mark.parametrize("objective", ["time", "cost"])
 def test_ranking_picks_the_true_best(fits, objective):
-    rows = rank(list(fits.values()), EPS, 16, Objective(objective), BASE_TERMS, replicates=0)
+    rows = rank(list(fits.values()), EPS, 16, Objective(objective), BASE_TERMS, draws=0)
     assert (rows[0]["algorithm"], rows[0]["m"]) == true_best(objective, 16)
     assert rows[0]["rank"] == 1
     key = "time_s" if objective == "time" else "cost"
@@ -237,7 +238,7 @@ def test_ranking_picks_the_true_best(fits, objective):
 
 def test_ranking_marks_measured_and_extrapolated_and_applies_limits(fits):
     rows = rank(list(fits.values()), EPS, 12, Objective("time", deadline_s=1.0, budget=2.0),
-                BASE_TERMS, replicates=0)
+                BASE_TERMS, draws=0)
     marks = {(r["algorithm"], r["m"]): r["data"] for r in rows}
     assert marks[("gd", 4)] == "measured" and marks[("gd", 5)] == "interpolated"
     assert marks[("gd", 12)] == "extrapolated"
@@ -252,16 +253,16 @@ def test_ranking_marks_measured_and_extrapolated_and_applies_limits(fits):
 
 
 def test_money_cost_uses_the_price_per_machine_hour(fits):
-    machine = rank([fits["gd"]], EPS, 4, Objective("cost"), BASE_TERMS, replicates=0)
+    machine = rank([fits["gd"]], EPS, 4, Objective("cost"), BASE_TERMS, draws=0)
     money = rank([fits["gd"]], EPS, 4, Objective("cost", price_per_machine_hour=3.6),
-                 BASE_TERMS, replicates=0)
+                 BASE_TERMS, draws=0)
     for a, b in zip(machine, money):
         assert b["cost"] == pytest.approx(a["cost"] * 3.6 / 3600)
         assert a["cost"] == pytest.approx(a["time_s"] * a["m"])
 
 
 def test_bootstrap_intervals_bracket_the_prediction_and_widen_when_extrapolating(fits):
-    rows = rank([fits["cocoa"]], EPS, 32, Objective(), BASE_TERMS, replicates=100, seed=5)
+    rows = rank([fits["cocoa"]], EPS, 32, Objective(), BASE_TERMS, draws=100, seed=5)
     by_m = {r["m"]: r for r in rows}
     for r in rows:
         assert r["time_lo_s"] <= r["time_s"] * 1.0001 and r["time_s"] <= r["time_hi_s"] * 1.0001

@@ -39,7 +39,7 @@ def bench_register_commands(cli: click.Group) -> None:
 
 
 def _interval(lo: float, hi: float) -> str:
-    if lo != lo or hi != hi:  # NaN: no bootstrap
+    if lo != lo or hi != hi:  # NaN: no draws
         return ""
     return f"{lo:.3g} - {hi:.3g}"
 
@@ -76,10 +76,10 @@ def _warn(messages: list[str]) -> None:
 @click.option("--term", "terms", multiple=True, metavar="EXPR",
               help="Extra system-model term: an expression in m and n (e.g. 'm**2') or a "
                    "name registered by a plugin. Repeatable.")
-@click.option("--bootstrap", type=click.IntRange(min=0), default=200, show_default=True,
-              metavar="B",
-              help="Bootstrap resamples for the intervals (0: none).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@click.option("--draws", "--bootstrap", "draws", type=click.IntRange(min=0), default=400,
+              show_default=True, metavar="B",
+              help="Draws of the uncertainty model for the intervals and P(best) (0: none).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draws.")
 @format_option("table", "json")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
               help="Draw fitted curves and predicted time-to-eps to this image file.")
@@ -91,7 +91,7 @@ def rank_command(epsilon: float | None, problem: str | None, input_path: str | N
                  store_path: str | None, n_filter: float | None, max_ranks: int | None,
                  objective: str, deadline: float | None, budget: float | None,
                  price_per_machine_hour: float | None, cores: int | None,
-                 terms: tuple[str, ...], bootstrap: int,
+                 terms: tuple[str, ...], draws: int,
                  seed: int, fmt: str, plot_path: str | None, validate: bool,
                  suggest: bool) -> None:
     """Predict time-to-accuracy per (algorithm, cluster size) and rank them (Hemingway).
@@ -135,7 +135,7 @@ def rank_command(epsilon: float | None, problem: str | None, input_path: str | N
         from plugins.hemingway.ranking import Objective
 
         goal = Objective(objective.lower(), deadline, budget, price_per_machine_hour)
-        _rank(data, epsilon, model_terms, max_ranks, goal, bootstrap, seed, fmt, plot_path)
+        _rank(data, epsilon, model_terms, max_ranks, goal, draws, seed, fmt, plot_path)
 
 
 def _describe(data: "Measurements") -> str:
@@ -144,12 +144,13 @@ def _describe(data: "Measurements") -> str:
 
 
 def _rank(data: "Measurements", eps: float, terms: Sequence["Term"], max_ranks: int,
-          goal: "Objective", replicates: int, seed: int, fmt: str, plot_path: str | None) -> None:
-    from plugins.hemingway.ranking import fit_all, rank
+          goal: "Objective", draws: int, seed: int, fmt: str, plot_path: str | None) -> None:
+    from plugins.hemingway.fitting import fit_all
+    from plugins.hemingway.ranking import rank
 
     fits, warnings = fit_all(data, eps, terms)
     _warn(warnings)
-    rows = rank(fits, eps, max_ranks, goal, terms, replicates, seed)
+    rows = rank(fits, eps, max_ranks, goal, terms, draws, seed)
     if plot_path:
         from plugins.hemingway.plot import plot
 
@@ -159,7 +160,7 @@ def _rank(data: "Measurements", eps: float, terms: Sequence["Term"], max_ranks: 
             "problem": data.problem, "n": data.n, "source": data.source, "epsilon": eps,
             "objective": goal.kind, "cost_unit": goal.cost_unit,
             "deadline_s": goal.deadline_s, "budget": goal.budget,
-            "bootstrap": replicates, "interval": "5th-95th percentile",
+            "draws": draws, "interval": "5th-95th percentile",
             "models": [f.as_dict() for f in fits], "ranking": rows, "warnings": warnings,
         }))
         return
@@ -175,8 +176,8 @@ def _rank(data: "Measurements", eps: float, terms: Sequence["Term"], max_ranks: 
     } for r in rows]
     header = (f"Hemingway ranking for {_describe(data)}: time to suboptimality {eps:g}, "
               f"best {goal.kind} first")
-    if replicates:
-        header += f"; 90% intervals from {replicates} bootstrap resamples of the measured runs"
+    if draws:
+        header += f"; 90% intervals from {draws} draws of the uncertainty model"
     models = [{"algorithm": f.algorithm, "measured m": ",".join(map(str, f.sizes)),
                "f(m) seconds/iteration": f.system.describe(),
                "convergence": f.convergence.describe()} for f in fits]
@@ -195,10 +196,11 @@ def _validate(data: "Measurements", eps: float, terms: Sequence["Term"], fmt: st
     _warn(warnings)
     if plot_path:
         from plugins.hemingway.plot import plot
-        from plugins.hemingway.ranking import Objective, fit_all, rank
+        from plugins.hemingway.fitting import fit_all
+        from plugins.hemingway.ranking import Objective, rank
 
         fits, _ = fit_all(data, eps, terms)
-        ranked = rank(fits, eps, max(data.sizes()), Objective(), terms, replicates=0)
+        ranked = rank(fits, eps, max(data.sizes()), Objective(), terms, draws=0)
         plot(fits, ranked, eps, f"Hemingway fit to all sizes: {_describe(data)}, eps={eps:g}",
              plot_path)
     if fmt == "json":

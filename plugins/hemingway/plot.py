@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from harness.errors import BenchUsageError
-from plugins.hemingway.ranking import AlgorithmFit
+from plugins.hemingway.fitting import AlgorithmFit
 
 
 def check_plot_path(path: str) -> None:

@@ -6,7 +6,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from plugins.hemingway.measurements import Measurements
-from plugins.hemingway.ranking import fit_algorithm, fittable
+from plugins.hemingway.fitting import fit_algorithm, fittable
 from plugins.hemingway.system_model import Term
 
 

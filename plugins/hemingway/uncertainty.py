@@ -1,0 +1,270 @@
+"""How sure a predicted T(eps, m) = I(eps, m) * f(m) is, above all at sizes never run.
+
+Resampling the measured runs (the former bootstrap) says nothing with one run
+per size and far too little beyond the measured sizes: every resample keeps
+the same few sizes, and a term that is invisible at m <= 8 (per-machine
+overhead, say) stays invisible. Instead we draw from a calibrated model of
+the measurement noise and refit, so the spread of a prediction at m is what
+the noise at the measured sizes does to it through the model's design:
+
+* **System model.** A parametric bootstrap over cluster sizes: new mean
+  iteration times at the measured sizes are drawn around the fitted f(m) with
+  log-normal noise, and f is refitted by the same non-negative least squares.
+  Extrapolating amplifies the noise exactly as the design does (collinear
+  terms, a term barely seen at the measured sizes), so intervals widen with
+  distance from the data.
+* **Noise scale.** The relative noise sigma is not taken as known: it is drawn
+  per replicate from its posterior, a scaled inverse chi-square whose data are
+  the log residuals of the fit (degrees of freedom: runs minus active terms)
+  and whose prior is PRIOR_NOISE worth PRIOR_DOF observations. When an
+  algorithm has fewer than MIN_OWN_DOF residual degrees of freedom, the
+  residuals of the other algorithms (same machine, same problem) join in.
+  Zero residuals (as many sizes as terms) therefore still give a positive
+  width, and few residuals give heavy tails, as they should.
+* **Convergence model.** The same parametric bootstrap: each run's level
+  crossings are scaled by one log-normal factor (its curve as a whole is
+  early or late; crossings along one curve are not independent), and the
+  family is refitted. Which family is right is uncertain too, so each
+  replicate first draws its family: SELECTED_SHARE of the mass stays on the
+  family chosen by the one-standard-error rule, the rest is spread by
+  pseudo-Bayesian model averaging of the leave-one-size-out scores (weight
+  proportional to exp of the held-out Gaussian log density, score**(-K/2)
+  for K folds).
+
+Assumptions and limits: the true f(m) is a non-negative mix of the terms and
+the true I(eps, m) is close to one of the families; the noise is
+multiplicative and independent between runs. Intervals are for the expected
+T (what the ranking compares), not for the time a single new run will take.
+What no term or family can express (a network that saturates beyond the
+measured sizes) is not covered; `bench rank --validate extrapolate` shows how
+well the model extrapolates on the data at hand.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from plugins.hemingway.convergence import FAMILIES, Family, LevelPoints, all_features, solve_family
+from plugins.hemingway.fitting import AlgorithmFit
+from plugins.hemingway.nnls import nnls_gram
+from plugins.hemingway.system_model import Term, design_matrix
+
+INTERVAL = (5.0, 95.0)  # percentiles: a 90% interval
+PRIOR_NOISE = 0.03  # relative run-to-run noise we expect before seeing residuals
+PRIOR_DOF = 1.0  # what that expectation is worth, in residual degrees of freedom
+MIN_OWN_DOF = 3  # below this, the other algorithms' residuals join the estimate
+MIN_NOISE = 0.005  # no draw of sigma below this: timers and rounding are never exact
+SELECTED_SHARE = 0.5  # draws that keep the convergence family chosen on all the data
+MIN_FAMILY_WEIGHT = 1e-3  # families below this share of the mass are not drawn
+
+
+@dataclass(frozen=True)
+class Noise:
+    """Summed squared log residuals and their degrees of freedom."""
+
+    squares: float
+    dof: float
+
+    def __add__(self, other: "Noise") -> "Noise":
+        return Noise(self.squares + other.squares, self.dof + other.dof)
+
+
+@dataclass
+class Draws:
+    """Jointly drawn predictions at a grid of m: shape (draws, len(m)) each."""
+
+    per_iteration: np.ndarray  # seconds per iteration, f(m)
+    iterations: np.ndarray  # whole iterations to eps, I(eps, m)
+
+    @property
+    def time(self) -> np.ndarray:
+        return self.iterations * self.per_iteration
+
+
+# --------------------------------------------------------------------------- noise
+def system_noise(fit: AlgorithmFit) -> Noise:
+    """Log residuals of the runs' mean iteration times around the fitted f(m)."""
+    ranks = np.array([r.ranks for r in fit.runs], dtype=float)
+    seconds = np.array([r.mean_iter_time for r in fit.runs])
+    residual = np.log(seconds / fit.system.predict(ranks))
+    active = int(np.count_nonzero(fit.system.coef))
+    return Noise(float(np.sum(residual ** 2)), float(max(0, len(fit.runs) - active)))
+
+
+def _run_shifts(points: Sequence[LevelPoints], family: Family, solution: np.ndarray) -> np.ndarray:
+    """Per run, the weighted mean log ratio of measured to predicted crossings."""
+    shifts = []
+    for p in points:
+        predicted = p.features[:, family.columns] @ solution
+        ok = predicted > 0
+        if not np.any(ok):
+            continue
+        ratio = np.log(p.iterations[ok] / predicted[ok])
+        shifts.append(float(np.sum(p.weight[ok] * ratio) / np.sum(p.weight[ok])))
+    return np.array(shifts)
+
+
+def convergence_noise(fit: AlgorithmFit) -> Noise:
+    """Per-run log shifts of the measured curves around the fitted I(s, m).
+
+    Degrees of freedom: runs minus the functions of m the family can combine.
+    """
+    family = fit.convergence.family
+    shifts = _run_shifts([p for p in fit.level_points if p.m.size], family,
+                         fit.convergence.solution)
+    shapes = len(set(family.m_shapes) | {"1"})
+    return Noise(float(np.sum(shifts ** 2)), float(max(0, shifts.size - shapes)))
+
+
+def _sigma_draws(own: Noise, others: Sequence[Noise], draws: int,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Relative noise per replicate, from its scaled-inverse-chi-square posterior."""
+    data = own
+    if own.dof < MIN_OWN_DOF:
+        for other in others:
+            data = data + other
+    dof = PRIOR_DOF + data.dof
+    scale = (PRIOR_DOF * PRIOR_NOISE ** 2 + data.squares) / dof
+    sigma = np.sqrt(dof * scale / rng.chisquare(dof, size=draws))
+    return np.maximum(sigma, MIN_NOISE)
+
+
+# --------------------------------------------------------------------------- system model
+def per_iteration_draws(
+    fit: AlgorithmFit, m: np.ndarray, terms: Sequence[Term], draws: int,
+    rng: np.random.Generator, others: Sequence[AlgorithmFit] = (),
+) -> np.ndarray:
+    """f(m) refitted to iteration times drawn around the fit at the measured sizes."""
+    ranks = np.array([r.ranks for r in fit.runs], dtype=float)
+    design = design_matrix(terms, ranks, fit.system.n)
+    fitted = np.maximum(design @ fit.system.coef, np.finfo(float).tiny)
+    sigma = _sigma_draws(system_noise(fit), [system_noise(o) for o in others], draws, rng)
+    drawn = fitted * np.exp(sigma[:, None] * rng.standard_normal((draws, ranks.size)))
+    inverse = 1.0 / drawn  # the relative-error weighting of fit_system
+    # einsum, not BLAS: tiny products, and threaded BLAS start-up dominates them.
+    grams = np.einsum("br,ri,rj->bij", inverse ** 2, design, design)
+    rhs = np.einsum("br,ri->bi", inverse, design)
+    coef = nnls_gram(grams, rhs)
+    return np.einsum("bk,mk->bm", coef, design_matrix(terms, np.asarray(m, float), fit.system.n))
+
+
+# --------------------------------------------------------------------------- convergence
+def family_weights(fit: AlgorithmFit) -> dict[Family, float]:
+    """The selected family's share plus pseudo-BMA weights of the cross-validated scores."""
+    selected = fit.convergence.family
+    scores = {name: s for name, s in fit.family_scores.items() if np.isfinite(s) and s > 0}
+    if not scores:
+        return {selected: 1.0}
+    by_name = {f.name: f for f in FAMILIES}
+    folds = len(fit.sizes)
+    names = list(scores)
+    log_density = -0.5 * folds * np.log(np.array([scores[n] for n in names]))
+    bma = np.exp(log_density - log_density.max())
+    bma /= bma.sum()
+    weights = {by_name[n]: (1 - SELECTED_SHARE) * w for n, w in zip(names, bma)}
+    weights[selected] = weights.get(selected, 0.0) + SELECTED_SHARE
+    kept = {f: w for f, w in weights.items() if w >= MIN_FAMILY_WEIGHT}
+    total = sum(kept.values())
+    return {f: w / total for f, w in kept.items()}
+
+
+def _refit_normal_equations(points: Sequence[LevelPoints], family: Family,
+                            solution: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per run, the normal equations with the family's fitted crossings as the data.
+
+    Scaling run r's crossings by c divides its Gram matrix by c**2 and its
+    right-hand side by c (relative error), so every replicate is a weighted sum.
+    """
+    grams, rhs = [], []
+    for p in points:
+        predicted = p.features[:, family.columns] @ solution
+        data = np.where(predicted > 0, predicted, p.iterations)
+        scale = np.sqrt(p.weight) / data
+        design = p.features * scale[:, None]
+        grams.append(design.T @ design)
+        rhs.append(design.T @ (data * scale))
+    return np.stack(grams), np.stack(rhs)
+
+
+def iteration_draws(
+    fit: AlgorithmFit, eps: float, m: np.ndarray, draws: int, rng: np.random.Generator,
+    others: Sequence[AlgorithmFit] = (),
+) -> np.ndarray:
+    """Whole iterations to eps, refitted to curves drawn around each drawn family's fit."""
+    m = np.asarray(m, dtype=float)
+    points = [p for p in fit.level_points if p.m.size]
+    everything = LevelPoints.concatenate(points)
+    weights = family_weights(fit)
+    families = list(weights)
+    counts = rng.multinomial(draws, np.array([weights[f] for f in families]))
+    sigma = _sigma_draws(convergence_noise(fit), [convergence_noise(o) for o in others],
+                         draws, rng)
+    x = max(float(np.log(fit.convergence.s_ref / eps)), 0.0)
+    out, start = np.empty((draws, m.size)), 0
+    for family, count in zip(families, counts):
+        if not count:
+            continue
+        solution = (fit.convergence.solution if family == fit.convergence.family
+                    else solve_family(everything.gram, everything.rhs, family))
+        grams, rhs = _refit_normal_equations(points, family, solution)
+        shift = np.exp(sigma[start:start + count, None]
+                       * rng.standard_normal((count, len(points))))
+        solutions = solve_family(np.einsum("br,rij->bij", shift ** -2.0, grams),
+                                 np.einsum("br,ri->bi", 1.0 / shift, rhs), family)
+        features = all_features(np.full(m.shape, x), m, family.offsets + family.rates)
+        out[start:start + count] = np.einsum("bk,mk->bm", solutions, features)
+        start += count
+    return np.ceil(np.maximum(0.0, out[rng.permutation(draws)]))
+
+
+# --------------------------------------------------------------------------- public
+def component_draws(
+    fit: AlgorithmFit, eps: float, m: np.ndarray, terms: Sequence[Term], draws: int,
+    rng: np.random.Generator, others: Sequence[AlgorithmFit] = (),
+) -> Draws:
+    """Joint draws of f(m) and I(eps, m) (independent of each other) at the grid m.
+
+    ``others``: fits of the other algorithms of the same sweep; their residuals
+    firm up the noise scale when this algorithm has few sizes.
+    """
+    m = np.asarray(m, dtype=float)
+    return Draws(per_iteration_draws(fit, m, terms, draws, rng, others),
+                 iteration_draws(fit, eps, m, draws, rng, others))
+
+
+def time_draws(
+    fit: AlgorithmFit, eps: float, m: np.ndarray, terms: Sequence[Term], draws: int,
+    rng: np.random.Generator, others: Sequence[AlgorithmFit] = (),
+) -> np.ndarray:
+    """Draws of the expected time-to-eps T(eps, m) in seconds: shape (draws, len(m))."""
+    return component_draws(fit, eps, m, terms, draws, rng, others).time
+
+
+def percentile_interval(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 90% interval per column (NaN without samples)."""
+    if samples.shape[0] == 0:
+        nan = np.full(samples.shape[1], np.nan)
+        return nan, nan
+    lo, hi = np.percentile(samples, INTERVAL, axis=0)
+    return lo, hi
+
+
+def choice_probabilities(draws: np.ndarray, within: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Per candidate (column; lower is better): P(it is the best), P(within ``within`` of the best).
+
+    Non-finite draws (an infeasible candidate) never win. Draws in which no
+    candidate is finite count for nobody, so P(best) sums to the share of
+    draws with a finite best (1 when every draw has one).
+    """
+    values = np.where(np.isfinite(draws), draws, np.inf)
+    if values.size == 0:
+        return np.zeros(values.shape[1]), np.zeros(values.shape[1])
+    best = values.min(axis=1)
+    valid = np.isfinite(best)
+    winners = np.argmin(values[valid], axis=1)
+    p_best = np.bincount(winners, minlength=values.shape[1]) / values.shape[0]
+    close = values[valid] <= best[valid, None] * (1.0 + within)
+    p_within = close.sum(axis=0) / values.shape[0]
+    return p_best, p_within
