@@ -132,7 +132,7 @@ class MpiExec:
 
 
 # --------------------------------------------------------------------------- the launcher
-class _JobProgress:
+class JobProgress:
     """The launcher's progress line on stderr (rewritten in place on a terminal)."""
 
     def __init__(self, index: int, total: int, optimizer: str, ranks: int) -> None:
@@ -238,11 +238,14 @@ class Launcher:
             args += ["--save-iterate", self.save_iterate.format(optimizer=optimizer, ranks=ranks)]
         return args
 
-    def run_job(self, optimizer: str, ranks: int, progress: _JobProgress) -> _Outcome:
+    def run_job(self, optimizer: str, ranks: int, progress: JobProgress,
+                tag: str | None = None) -> _Outcome:
+        """Run one (algorithm, K) job under mpiexec; ``tag`` (default: a fresh one) is stored
+        in the run's options as ``run_tag``."""
         env = dict(os.environ)
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env.setdefault(var, "1")
-        tag = uuid.uuid4().hex
+        tag = tag or uuid.uuid4().hex
         cmd = self.mpi.command(ranks, env) + [sys.executable] + self._rank_args(
             optimizer, ranks, tag)
         if self.verbose:
@@ -360,12 +363,18 @@ def _last_error_line(tail: Sequence[str], rc: int | None) -> str:
     return f"mpiexec exited with code {rc}"
 
 
-def launch(*, optimizers: list[str], problem: str, ranks: list[int], opt_pairs: list[str],
-           problem_pairs: list[str], iterations: int, target: float | None, eval_every: int,
-           timeout: float | None, mpiexec: str | None, hostfile: str | None,
-           mpiexec_args: Sequence[str], store_path: str | None, separate_wait: bool,
-           save_iterate: str | None, verbose: bool, fmt: str) -> int:
-    """Validate everything, prepare the problem once, then run each (algorithm, K) job."""
+def make_launcher(*, optimizers: list[str], problem: str, opt_pairs: Sequence[str],
+                  problem_pairs: Sequence[str], iterations: int, target: float | None,
+                  eval_every: int = 1, timeout: float | None = None, mpiexec: str | None = None,
+                  hostfile: str | None = None, mpiexec_args: Sequence[str] = (), store: Any,
+                  separate_wait: bool = False, save_iterate: str | None = None,
+                  verbose: bool = False, several_jobs: bool = False) -> Launcher:
+    """Validate the names and options, prepare the problem once: a launcher for its jobs.
+
+    ``bench sweep`` and ``bench tune``'s ``mpi`` source both start their jobs through it.
+    ``store`` is a :class:`harness.store.ResultStore` or its path (None: the default),
+    opened only once everything is valid.
+    """
     from harness.plugins.manager import get_plugin_manager
     from harness.specs import parse_options
     from harness.store import ResultStore
@@ -382,13 +391,13 @@ def launch(*, optimizers: list[str], problem: str, ranks: list[int], opt_pairs: 
              for s in specs}
     problem_options = parse_options(problem_spec.options, problem_pairs,
                                     f"problem '{problem_spec.name}'")
-    jobs = [(s.name, k) for s in specs for k in ranks]
-    if save_iterate and len(jobs) > 1 and not ("{optimizer}" in save_iterate
-                                               and "{ranks}" in save_iterate):
+    if save_iterate and several_jobs and not ("{optimizer}" in save_iterate
+                                              and "{ranks}" in save_iterate):
         raise BenchUsageError("--save-iterate with several jobs needs {optimizer} and {ranks} "
                               "in the file name")
     mpi = MpiExec.find(mpiexec, hostfile, mpiexec_args)
-    store = ResultStore(store_path)
+    if not isinstance(store, ResultStore):
+        store = ResultStore(store)
     prepared: dict[str, Any] = {}
     prepare = getattr(problem_spec.factory, "prepare", None)
     if callable(prepare):
@@ -399,15 +408,31 @@ def launch(*, optimizers: list[str], problem: str, ranks: list[int], opt_pairs: 
         if target is not None and prepared.get("f_star", 0.0) is None:
             raise BenchUsageError(f"problem '{problem_spec.name}' has no reference optimum; "
                                   "use --iterations instead of --target-subopt")
-    launcher = Launcher(
+    return Launcher(
         problem=problem_spec.name, problem_pairs=list(problem_pairs), routed=routed, hyper=hyper,
         problem_options=problem_options, prepared=prepared, iterations=iterations, target=target,
         eval_every=eval_every, timeout=timeout, mpi=mpi, store=store,
         separate_wait=separate_wait, save_iterate=save_iterate, verbose=verbose)
+
+
+def launch(*, optimizers: list[str], problem: str, ranks: list[int], opt_pairs: list[str],
+           problem_pairs: list[str], iterations: int, target: float | None, eval_every: int,
+           timeout: float | None, mpiexec: str | None, hostfile: str | None,
+           mpiexec_args: Sequence[str], store_path: str | None, separate_wait: bool,
+           save_iterate: str | None, verbose: bool, fmt: str) -> int:
+    """Validate everything, prepare the problem once, then run each (algorithm, K) job."""
+    launcher = make_launcher(
+        optimizers=optimizers, problem=problem, opt_pairs=opt_pairs, problem_pairs=problem_pairs,
+        iterations=iterations, target=target, eval_every=eval_every, timeout=timeout,
+        mpiexec=mpiexec, hostfile=hostfile, mpiexec_args=mpiexec_args, store=store_path,
+        separate_wait=separate_wait, save_iterate=save_iterate, verbose=verbose,
+        several_jobs=len(optimizers) * len(ranks) > 1)
+    store = launcher.store
+    jobs = [(name, k) for name in launcher.hyper for k in ranks]
     rows: list[dict[str, Any]] = []
     try:
         for index, (name, k) in enumerate(jobs, 1):
-            progress = _JobProgress(index, len(jobs), name, k)
+            progress = JobProgress(index, len(jobs), name, k)
             outcome = launcher.run_job(name, k, progress)
             summary = store.get(outcome.result_id).summary
             rows.append(table_row(name, k, outcome.status, outcome.result_id, summary))
@@ -425,9 +450,9 @@ def launch(*, optimizers: list[str], problem: str, ranks: list[int], opt_pairs: 
             rows.append(table_row(name, k, stopped.status, stopped.result_id,
                                   store.get(stopped.result_id).summary))
         if rows:
-            emit_table(rows, fmt, target, problem_spec.name)
+            emit_table(rows, fmt, target, launcher.problem)
         raise
-    emit_table(rows, fmt, target, problem_spec.name)
+    emit_table(rows, fmt, target, launcher.problem)
     print(f"stored in {store.path} (bench results list --kind sweep)", file=sys.stderr)
     return 0 if all(r["status"] == "complete" for r in rows) else 1
 
