@@ -83,8 +83,14 @@ def _warn(messages: list[str]) -> None:
 @format_option("table", "json")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
               help="Draw fitted curves and predicted time-to-eps to this image file.")
-@click.option("--validate", is_flag=True,
-              help="Leave one cluster size out at a time and report the prediction error.")
+@click.option("--validate", type=click.Choice(["loo", "extrapolate"], case_sensitive=False),
+              is_flag=False, flag_value="loo", default=None, metavar="[loo|extrapolate]",
+              help="Check the predictions: 'loo' (the default when no value is given) leaves "
+                   "one cluster size out at a time; 'extrapolate' fits on the smaller sizes, "
+                   "predicts the largest and checks the 90% intervals there.")
+@click.option("--hold-out", type=click.IntRange(min=1), metavar="K",
+              help="With --validate extrapolate: how many of the largest sizes to predict "
+                   "(default 2 when the rest still determine the system model, else 1).")
 @click.option("--suggest", is_flag=True,
               help="Propose which cluster sizes to measure next (A-optimal, within --budget).")
 def rank_command(epsilon: float | None, problem: str | None, input_path: str | None,
@@ -92,14 +98,15 @@ def rank_command(epsilon: float | None, problem: str | None, input_path: str | N
                  objective: str, deadline: float | None, budget: float | None,
                  price_per_machine_hour: float | None, cores: int | None,
                  terms: tuple[str, ...], draws: int,
-                 seed: int, fmt: str, plot_path: str | None, validate: bool,
-                 suggest: bool) -> None:
+                 seed: int, fmt: str, plot_path: str | None, validate: str | None,
+                 hold_out: int | None, suggest: bool) -> None:
     """Predict time-to-accuracy per (algorithm, cluster size) and rank them (Hemingway).
 
     \b
     bench rank --epsilon 1e-4                     rank by predicted time
     bench rank --epsilon 1e-4 --objective cost    rank by machine-seconds
     bench rank --epsilon 1e-4 --validate          leave-one-cluster-size-out error
+    bench rank --epsilon 1e-4 --validate extrapolate   predict the largest sizes
     bench rank --suggest --budget 600             which sizes to measure next
     """
     from plugins.hemingway import measurements as loading
@@ -107,6 +114,8 @@ def rank_command(epsilon: float | None, problem: str | None, input_path: str | N
 
     if validate and suggest:
         raise BenchUsageError("--validate and --suggest are separate questions; give one")
+    if hold_out is not None and (validate or "").lower() != "extrapolate":
+        raise BenchUsageError("--hold-out goes with --validate extrapolate")
     if epsilon is None and not suggest:
         raise BenchUsageError("--epsilon EPS is required: the suboptimality to reach")
     if plot_path and suggest:
@@ -129,6 +138,8 @@ def rank_command(epsilon: float | None, problem: str | None, input_path: str | N
 
     if suggest:
         _suggest(data, model_terms, max_ranks, budget, fmt)
+    elif validate and validate.lower() == "extrapolate":
+        _validate_extrapolation(data, epsilon, model_terms, hold_out, draws, seed, fmt, plot_path)
     elif validate:
         _validate(data, epsilon, model_terms, fmt, plot_path)
     else:
@@ -146,11 +157,14 @@ def _describe(data: "Measurements") -> str:
 def _rank(data: "Measurements", eps: float, terms: Sequence["Term"], max_ranks: int,
           goal: "Objective", draws: int, seed: int, fmt: str, plot_path: str | None) -> None:
     from plugins.hemingway.fitting import fit_all
-    from plugins.hemingway.ranking import rank
+    from plugins.hemingway.ranking import confidence, rank
 
     fits, warnings = fit_all(data, eps, terms)
     _warn(warnings)
     rows = rank(fits, eps, max_ranks, goal, terms, draws, seed)
+    decision = confidence(rows)
+    next_runs = _next_runs(data, terms, max_ranks, decision) if decision and not (
+        decision["separable"]) else None
     if plot_path:
         from plugins.hemingway.plot import plot
 
@@ -161,7 +175,8 @@ def _rank(data: "Measurements", eps: float, terms: Sequence["Term"], max_ranks: 
             "objective": goal.kind, "cost_unit": goal.cost_unit,
             "deadline_s": goal.deadline_s, "budget": goal.budget,
             "draws": draws, "interval": "5th-95th percentile",
-            "models": [f.as_dict() for f in fits], "ranking": rows, "warnings": warnings,
+            "models": [f.as_dict() for f in fits], "ranking": rows, "decision": decision,
+            "measure_next": next_runs, "warnings": warnings,
         }))
         return
     cost_label = "cost" if goal.price_per_machine_hour else "machine_s"
@@ -169,8 +184,10 @@ def _rank(data: "Measurements", eps: float, terms: Sequence["Term"], max_ranks: 
         "rank": r["rank"] if r["rank"] is not None else "-",
         "algorithm": r["algorithm"], "m": r["m"], "data": r["data"],
         "iterations": int(r["iterations"]),
-        "s/iter": r["s_per_iter"], "time_s": r["time_s"],
-        "time 90%": _interval(r["time_lo_s"], r["time_hi_s"]),
+        "iter 90%": _interval(r["iterations_lo"], r["iterations_hi"]),
+        "s/iter": r["s_per_iter"], "s/iter 90%": _interval(r["s_per_iter_lo"], r["s_per_iter_hi"]),
+        "time_s": r["time_s"], "time 90%": _interval(r["time_lo_s"], r["time_hi_s"]),
+        "P(best)": _probability(r["p_best"]), "P(<=5%)": _probability(r["p_within_5pct"]),
         cost_label: r["cost"], f"{cost_label} 90%": _interval(r["cost_lo"], r["cost_hi"]),
         "measured time_s": r["measured_time_s"], "limit": r["limit"],
     } for r in rows]
@@ -182,10 +199,67 @@ def _rank(data: "Measurements", eps: float, terms: Sequence["Term"], max_ranks: 
                "f(m) seconds/iteration": f.system.describe(),
                "convergence": f.convergence.describe()} for f in fits]
     best = next((r for r in rows if r["feasible"]), None)
-    verdict = (f"best: {best['algorithm']} on m={best['m']}: {best['time_s']:.3g} s, "
-               f"{best['cost']:.3g} {goal.cost_unit}" if best else
+    verdict = (f"best: {best['algorithm']} on m={best['m']} ({best['data']}): "
+               f"{best['time_s']:.3g} s, {best['cost']:.3g} {goal.cost_unit}" if best else
                "no (algorithm, m) meets the deadline and budget")
+    if decision:
+        verdict += "\n" + _confidence_line(decision, max(data.sizes()), next_runs)
     write("\n\n".join([header, render(table, "table"), verdict, render(models, "table")]))
+
+
+def _probability(p: float) -> str:
+    return "" if p != p else f"{p:.2f}"
+
+
+def _confidence_line(decision: dict, largest: int, next_runs: dict | None) -> str:
+    """One line: how sure the choice is and, when not sure, what to measure next."""
+    beyond = (f", {decision['m'] / largest:.1f}x the largest measured m={largest}"
+              if decision["m"] > largest else "")
+    sure = (f"P(best) {decision['p_best']:.2f}, P(within 5% of the best) "
+            f"{decision['p_within_5pct']:.2f}{beyond}")
+    if decision["separable"]:
+        return f"confident: {sure}"
+    contenders: dict[str, list[int]] = {}
+    for c in decision["contenders"]:
+        contenders.setdefault(c["algorithm"], []).append(c["m"])
+    named = "; ".join(f"{a} m={_ranges(ms)}" for a, ms in contenders.items())
+    line = (f"not separable: {sure} (< {decision['threshold']:.2f}); in contention: {named}")
+    if next_runs and next_runs["sizes"]:
+        line += f"; measure next m={','.join(map(str, next_runs['sizes']))}: {next_runs['command']}"
+    return line
+
+
+def _ranges(sizes: list[int]) -> str:
+    """1,2,3,5 -> 1-3,5."""
+    sizes, parts, start = sorted(sizes), [], None
+    for k, m in enumerate(sizes):
+        start = m if start is None else start
+        if k + 1 == len(sizes) or sizes[k + 1] != m + 1:
+            parts.append(str(m) if start == m else f"{start}-{m}")
+            start = None
+    return ",".join(parts)
+
+
+def _sweep_command(data: "Measurements", algorithms: Sequence[str], sizes: Sequence[int]) -> str:
+    problem_opts = "".join(f" --problem-opt {k}={v}" for k, v in data.problem_options.items()
+                           if v not in (None, ""))
+    return (f"bench sweep --optimizer {','.join(algorithms)} "
+            f"--problem {data.problem or 'PROBLEM'}{problem_opts} "
+            f"--ranks {','.join(map(str, sizes))}") if sizes else ""
+
+
+def _next_runs(data: "Measurements", terms: Sequence["Term"], max_ranks: int,
+               decision: dict) -> dict:
+    """The sizes whose runs most reduce the variance of the contenders' predictions."""
+    from plugins.hemingway.design import suggest
+    from plugins.hemingway.ranking import contention_weights
+
+    focus = contention_weights(decision, max_ranks)
+    design = suggest(data, terms, max_ranks, None, focus)
+    sizes = sorted({r["m"] for r in design.rows})
+    algorithms = [a for a in design.algorithms if a in focus]
+    return {"sizes": sizes, "algorithms": algorithms,
+            "command": _sweep_command(data, algorithms, sizes), "design": design.rows}
 
 
 def _validate(data: "Measurements", eps: float, terms: Sequence["Term"], fmt: str,
@@ -220,17 +294,91 @@ def _validate(data: "Measurements", eps: float, terms: Sequence["Term"], fmt: st
     write("\n\n".join(text))
 
 
+def _validate_extrapolation(data: "Measurements", eps: float, terms: Sequence["Term"],
+                            hold_out: int | None, draws: int, seed: int, fmt: str,
+                            plot_path: str | None) -> None:
+    from plugins.hemingway.validation import validate_extrapolation
+
+    if not draws:
+        raise BenchUsageError("--validate extrapolate checks the intervals: --draws must be > 0")
+    rows, summary, warnings = validate_extrapolation(data, eps, terms, hold_out, draws, seed)
+    _warn(warnings)
+    if plot_path:
+        _plot_extrapolation(data, eps, terms, rows, draws, seed, plot_path)
+    if fmt == "json":
+        write(to_json({"problem": data.problem, "n": data.n, "source": data.source,
+                       "epsilon": eps, "rows": rows, **summary, "warnings": warnings}))
+        return
+
+    def cell(row: dict, what: str) -> str:
+        if row[f"measured_{what}"] is None:
+            return ""
+        mark = "in" if row[f"{what}_covered"] else "OUT"
+        return f"{row[f'{what}_error_pct']:+.1f}% {mark}"
+
+    table = [{
+        "algorithm": r["algorithm"], "m": r["m"], "fitted on m": r["fitted_on"],
+        "beyond": f"{r['beyond']:.2g}x",
+        "measured time_s": r["measured_time_s"], "predicted time_s": r["predicted_time_s"],
+        "time 90%": _interval(r["time_s_lo"], r["time_s_hi"]),
+        "s/iter error": cell(r, "s_per_iter"), "iterations error": cell(r, "iterations"),
+        "time error": cell(r, "time_s"),
+    } for r in rows]
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f}%"
+
+    def share(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.0f}%"
+
+    per = [{"algorithm": a, "compared": s["compared"],
+            "s/iter |error|": pct(s["s_per_iter_median_abs_pct_error"]),
+            "iterations |error|": pct(s["iterations_median_abs_pct_error"]),
+            "time |error|": pct(s["time_s_median_abs_pct_error"]),
+            "s/iter coverage": share(s["s_per_iter_coverage"]),
+            "iterations coverage": share(s["iterations_coverage"]),
+            "time coverage": share(s["time_s_coverage"])}
+           for a, s in [*summary["per_algorithm"].items(), ("all", summary["overall"])]]
+    text = [
+        f"Extrapolation validation for {_describe(data)}, eps={eps:g}: each algorithm fitted "
+        "on its smaller sizes, its largest predicted; error of the prediction and whether "
+        f"the 90% interval ({draws} draws, with a new run's noise) holds the measured value",
+        render(table, "table", floatfmt=".4g"),
+        "median absolute error and interval coverage at the held-out sizes:",
+        render(per, "table"),
+    ]
+    write("\n\n".join(text))
+
+
+def _plot_extrapolation(data: "Measurements", eps: float, terms: Sequence["Term"],
+                        rows: list[dict], draws: int, seed: int, plot_path: str) -> None:
+    """The ranking plot of the fits to the smaller sizes, over m up to the largest measured."""
+    import numpy as np
+
+    from plugins.hemingway.fitting import fit_algorithm
+    from plugins.hemingway.plot import plot
+    from plugins.hemingway.ranking import Objective, rank
+
+    fits = []
+    for algorithm in sorted({r["algorithm"] for r in rows}, key=str.lower):
+        held = min(r["m"] for r in rows if r["algorithm"] == algorithm)
+        fits.append(fit_algorithm([r for r in data.runs_of(algorithm) if r.ranks < held],
+                                  eps, terms))
+    ranked = rank(fits, eps, max(data.sizes()), Objective(), terms, draws, seed)
+    for row in ranked:  # show the held-out measurements as dots too
+        times = [r.time_to(eps) for r in data.runs_of(row["algorithm"]) if r.ranks == row["m"]]
+        times = [t for t in times if t is not None]
+        row["measured_time_s"] = float(np.mean(times)) if times else None
+    plot(fits, ranked, eps, f"Hemingway fitted on the smaller sizes: {_describe(data)}, "
+         f"eps={eps:g}", plot_path)
+
+
 def _suggest(data: "Measurements", terms: Sequence["Term"], max_ranks: int, budget: float | None,
              fmt: str) -> None:
     from plugins.hemingway.design import suggest
 
     design = suggest(data, terms, max_ranks, budget)
-    sizes = ",".join(str(r["m"]) for r in design.rows)
-    problem_opts = "".join(f" --problem-opt {k}={v}" for k, v in data.problem_options.items()
-                           if v not in (None, ""))
-    command = (f"bench sweep --optimizer {','.join(design.algorithms)} "
-               f"--problem {data.problem or 'PROBLEM'}{problem_opts} --ranks {sizes}"
-               ) if sizes else ""
+    command = _sweep_command(data, design.algorithms, [r["m"] for r in design.rows])
     if fmt == "json":
         write(to_json({"problem": data.problem, "source": data.source, "budget": budget,
                        "max_ranks": max_ranks, "measured_ranks": data.sizes(),

@@ -281,15 +281,17 @@ def log_error(solution: np.ndarray, family: Family, points: LevelPoints) -> floa
 
 def select_family(
     runs: Sequence[Run], per_run: Sequence[LevelPoints], eps: float
-) -> tuple[Family, dict[str, float]]:
+) -> tuple[Family, dict[str, float], dict[str, np.ndarray]]:
     """The simplest family whose leave-one-cluster-size-out score is within one standard
     error of the best (the one-standard-error rule: with a handful of noisy curves,
     differences smaller than that are noise, and simpler families extrapolate
     more safely). All folds of a family are solved in one batch.
+
+    Also returns every family's mean score and its error on each fold (by name).
     """
     sizes = sorted({r.ranks for r in runs})
     if len(sizes) < 3:  # too few sizes to learn a shape in m from
-        return DEFAULT_FAMILY, {}
+        return DEFAULT_FAMILY, {}, {}
     train_grams, train_rhs, tests = [], [], []
     for size in sizes:
         # Only runs that reached eps can show how well I(eps, m) is predicted; a run
@@ -302,7 +304,7 @@ def select_family(
             train_rhs.append(sum(p.rhs for p in train))
             tests.append(LevelPoints.concatenate(test))
     if not tests:
-        return DEFAULT_FAMILY, {}
+        return DEFAULT_FAMILY, {}, {}
     grams, rhs = np.stack(train_grams), np.stack(train_rhs)
     fold_errors = {}
     for family in FAMILIES:
@@ -314,4 +316,5 @@ def select_family(
     errors = fold_errors[best]
     standard_error = float(errors.std(ddof=1) / np.sqrt(errors.size)) if errors.size > 1 else 0.0
     near = [f for f in FAMILIES if scores[f.name] <= scores[best.name] + standard_error]
-    return min(near, key=lambda f: (f.size, scores[f.name])), scores
+    chosen = min(near, key=lambda f: (f.size, scores[f.name]))
+    return chosen, scores, {f.name: e for f, e in fold_errors.items()}

@@ -14,7 +14,14 @@ expensive, informative one; the tests compare the result with an exhaustive
 search on a small case. Each step is a rank-one update (Sherman-Morrison).
 
 Terms are scaled to a maximum of 1 over the sizes considered, so the trace
-weighs coefficients of different units evenly. A tiny ridge keeps the trace
+weighs coefficients of different units evenly.
+
+For a decision, not every coefficient matters: what matters is the predicted
+time of the few candidates still in contention. With ``focus`` (weights per
+algorithm over the candidate sizes) the criterion becomes L-optimal,
+trace(L (X'X)^-1) with L = sum_c w_c x_c x_c': the summed variance of the
+contenders' predicted f(m), weighted by how much each is in contention. The
+greedy search is the same; the identity L gives back the A-criterion. A tiny ridge keeps the trace
 finite while the model is not yet identifiable, so the first picks fill in
 missing sizes.
 """
@@ -45,11 +52,13 @@ class Design:
     sizes_still_missing: int  # distinct sizes the model still lacks after these runs
 
 
-def a_criterion(information: Sequence[np.ndarray]) -> float:
-    """Sum over algorithms of trace((X'X + ridge)^-1)."""
+def a_criterion(information: Sequence[np.ndarray],
+                weights: Sequence[np.ndarray] | None = None) -> float:
+    """Sum over algorithms of trace(L (X'X + ridge)^-1) (L = identity without weights)."""
     total = 0.0
-    for info in information:
-        total += float(np.trace(np.linalg.inv(info + RIDGE * np.eye(info.shape[0]))))
+    for k, info in enumerate(information):
+        inverse = np.linalg.inv(info + RIDGE * np.eye(info.shape[0]))
+        total += float(np.trace(inverse if weights is None else weights[k] @ inverse))
     return total
 
 
@@ -59,25 +68,31 @@ def _add_run(inverse: np.ndarray, x: np.ndarray) -> np.ndarray:
     return inverse - np.outer(ax, ax) / (1.0 + x @ ax)
 
 
-def _criterion_after_each(inverses: Sequence[np.ndarray], rows_of: np.ndarray) -> np.ndarray:
-    """The A-criterion after adding one run at each candidate size (all candidates at once)."""
+def _trace(weights: Sequence[np.ndarray], inverses: Sequence[np.ndarray]) -> float:
+    return sum(float(np.trace(w @ a)) for w, a in zip(weights, inverses))
+
+
+def _criterion_after_each(inverses: Sequence[np.ndarray], rows_of: np.ndarray,
+                          weights: Sequence[np.ndarray]) -> np.ndarray:
+    """The criterion after adding one run at each candidate size (all candidates at once)."""
     total = np.zeros(rows_of.shape[0])
-    for inverse in inverses:
+    for inverse, w in zip(inverses, weights):
         ax = rows_of @ inverse
-        total += np.trace(inverse) - np.einsum("cp,cp->c", ax, ax) / (
+        total += np.trace(w @ inverse) - np.einsum("cp,pq,cq->c", ax, w, ax) / (
             1.0 + np.einsum("cp,cp->c", ax, rows_of))
     return total
 
 
 def _greedy(inverses: Sequence[np.ndarray], rows_of: np.ndarray, cost: np.ndarray,
-            budget: float | None, picks: int | None, first: int) -> tuple[list[int], float]:
+            budget: float | None, picks: int | None, first: int,
+            weights: Sequence[np.ndarray]) -> tuple[list[int], float]:
     """Start with ``first``, then add the size with the best criterion drop per machine-second."""
     chosen = [first]
     inverses = [_add_run(a, rows_of[first]) for a in inverses]
-    current = sum(float(np.trace(a)) for a in inverses)
+    current = _trace(weights, inverses)
     spent = cost[first]
     while picks is None or len(chosen) < picks:
-        after = _criterion_after_each(inverses, rows_of)
+        after = _criterion_after_each(inverses, rows_of, weights)
         ratio = (current - after) / cost
         if budget is not None:
             ratio[spent + cost > budget] = -np.inf
@@ -111,9 +126,15 @@ def estimated_run_cost(measurements: Measurements, algorithm: str, terms: Sequen
 
 
 def suggest(
-    measurements: Measurements, terms: Sequence[Term], max_ranks: int, budget: float | None
+    measurements: Measurements, terms: Sequence[Term], max_ranks: int, budget: float | None,
+    focus: dict[str, np.ndarray] | None = None,
 ) -> Design:
-    """A-optimal choice of the next runs (one sweep of every algorithm per size)."""
+    """A-optimal choice of the next runs (one sweep of every algorithm per size).
+
+    ``focus``: per algorithm, weights over the candidate sizes m = 1..max_ranks
+    (how much each is in contention); the criterion is then L-optimal for those
+    predictions. Algorithms missing from it do not count.
+    """
     algorithms = measurements.algorithms
     if not algorithms:
         raise BenchUsageError("no measured runs: --suggest needs one to price the next runs")
@@ -141,13 +162,18 @@ def suggest(
             f"costs about {cost.min():.3g} machine-seconds for all {len(algorithms)} algorithms"
         )
 
+    if focus is None:
+        weights = [np.eye(len(terms)) for _ in algorithms]
+    else:
+        weights = [rows_of.T @ (np.asarray(focus[a], dtype=float)[:, None] * rows_of)
+                   if a in focus else np.zeros((len(terms), len(terms))) for a in algorithms]
     inverses = [np.linalg.inv(info + RIDGE * np.eye(info.shape[0])) for info in information]
-    before = a_criterion(information)
+    before = a_criterion(information, weights)
     best_picks, best_value, best_cost = [], before, 0.0
     for first in range(candidates.size):  # partial enumeration: every first pick, then greedy
         if budget is not None and cost[first] > budget:
             continue
-        picks_made, value = _greedy(inverses, rows_of, cost, budget, picks, first)
+        picks_made, value = _greedy(inverses, rows_of, cost, budget, picks, first, weights)
         spent = float(cost[picks_made].sum())
         tie = abs(value - best_value) <= 1e-9 * best_value
         if (value < best_value and not tie) or (tie and spent < best_cost):
@@ -156,7 +182,7 @@ def suggest(
     seen = set(measured)
     for k in best_picks:
         inverses_after = [_add_run(a, rows_of[k]) for a in inverses]
-        value = sum(float(np.trace(a)) for a in inverses_after)
+        value = _trace(weights, inverses_after)
         spent += cost[k]
         size = int(candidates[k])
         rows.append({

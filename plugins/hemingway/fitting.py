@@ -24,7 +24,8 @@ class AlgorithmFit:
     system: SystemModel
     convergence: ConvergenceModel
     level_points: list[LevelPoints]  # per run, what the convergence model was fitted to
-    family_scores: dict[str, float] = field(default_factory=dict)
+    family_scores: dict[str, float] = field(default_factory=dict)  # mean leave-size-out error
+    family_fold_errors: dict[str, np.ndarray] = field(default_factory=dict)  # per held-out size
 
     @property
     def sizes(self) -> list[int]:
@@ -57,11 +58,13 @@ def fit_algorithm(
     s_ref = reference_subopt(runs)
     per_run = level_points(runs, eps, s_ref)
     scores: dict[str, float] = {}
+    folds: dict[str, np.ndarray] = {}
     if family is None:
-        family, scores = select_family(runs, per_run, eps)
+        family, scores, folds = select_family(runs, per_run, eps)
     everything = LevelPoints.concatenate(per_run)
     convergence = fit_convergence(everything.gram, everything.rhs, family, s_ref)
-    return AlgorithmFit(runs[0].algorithm, list(runs), system, convergence, per_run, scores)
+    return AlgorithmFit(runs[0].algorithm, list(runs), system, convergence, per_run, scores,
+                        folds)
 
 
 def sizes_needed(terms: Sequence[Term], leave_one_out: bool = False) -> int:

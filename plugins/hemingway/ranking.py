@@ -123,3 +123,40 @@ def rank(
             place += 1
         row["rank"] = place if row["feasible"] else None
     return rows
+
+
+# --------------------------------------------------------------------------- confidence
+CONFIDENT = 0.8  # the choice is confident when it is within 5% of the best this often
+CONTENDER = 0.05  # a candidate within 5% of the best at least this often is in contention
+
+
+def confidence(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """How sure the top row is, and which candidates are still in contention.
+
+    The test is P(within 5% of the best) of the top row >= CONFIDENT, not its
+    P(best): neighbouring sizes of one algorithm often predict nearly the same
+    time, so P(best) spreads over them even when any of them is a fine choice.
+    What a user risks is running something noticeably slower than the best,
+    and that is what P(within 5%) measures. None without draws.
+    """
+    feasible = [r for r in rows if r["feasible"]]
+    if not feasible or not np.isfinite(feasible[0]["p_best"]):
+        return None
+    top = feasible[0]
+    contenders = [r for r in feasible if r["p_within_5pct"] >= CONTENDER]
+    return {
+        "algorithm": top["algorithm"], "m": top["m"], "data": top["data"],
+        "p_best": top["p_best"], "p_within_5pct": top["p_within_5pct"],
+        "separable": top["p_within_5pct"] >= CONFIDENT, "threshold": CONFIDENT,
+        "contenders": [{"algorithm": r["algorithm"], "m": r["m"],
+                        "p_within_5pct": r["p_within_5pct"]} for r in contenders],
+    }
+
+
+def contention_weights(decision: dict[str, Any], max_ranks: int) -> dict[str, np.ndarray]:
+    """Per algorithm, P(within 5%) of each contender at its m (for an L-optimal design)."""
+    weights: dict[str, np.ndarray] = {}
+    for c in decision["contenders"]:
+        w = weights.setdefault(c["algorithm"], np.zeros(max_ranks))
+        w[c["m"] - 1] = c["p_within_5pct"]
+    return weights

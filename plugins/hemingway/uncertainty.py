@@ -58,6 +58,7 @@ MIN_OWN_DOF = 3  # below this, the other algorithms' residuals join the estimate
 MIN_NOISE = 0.005  # no draw of sigma below this: timers and rounding are never exact
 SELECTED_SHARE = 0.5  # draws that keep the convergence family chosen on all the data
 MIN_FAMILY_WEIGHT = 1e-3  # families below this share of the mass are not drawn
+BMA_BOOTSTRAP = 1000  # Bayesian-bootstrap replicates of the pseudo-BMA+ weights
 
 
 @dataclass(frozen=True)
@@ -152,17 +153,26 @@ def per_iteration_draws(
 
 # --------------------------------------------------------------------------- convergence
 def family_weights(fit: AlgorithmFit) -> dict[Family, float]:
-    """The selected family's share plus pseudo-BMA weights of the cross-validated scores."""
+    """The selected family's share plus pseudo-BMA+ weights of the leave-size-out errors.
+
+    Pseudo-BMA+ (Yao et al. 2018): each fold's Gaussian log density of the
+    held-out log errors, summed over folds reweighted by a Bayesian bootstrap,
+    softmaxed, averaged. With a handful of folds, one lucky fold does not hand
+    a family all the weight.
+    """
     selected = fit.convergence.family
-    scores = {name: s for name, s in fit.family_scores.items() if np.isfinite(s) and s > 0}
-    if not scores:
+    errors = {name: e for name, e in fit.family_fold_errors.items()
+              if e.size and np.all(np.isfinite(e)) and np.all(e > 0)}
+    if not errors:
         return {selected: 1.0}
     by_name = {f.name: f for f in FAMILIES}
-    folds = len(fit.sizes)
-    names = list(scores)
-    log_density = -0.5 * folds * np.log(np.array([scores[n] for n in names]))
-    bma = np.exp(log_density - log_density.max())
-    bma /= bma.sum()
+    names = list(errors)
+    log_density = -0.5 * np.log(np.stack([errors[n] for n in names]))  # (families, folds)
+    folds = log_density.shape[1]
+    reweighted = np.random.default_rng(0).dirichlet(np.ones(folds), BMA_BOOTSTRAP)
+    totals = folds * reweighted @ log_density.T  # (bootstrap, families)
+    totals = np.exp(totals - totals.max(axis=1, keepdims=True))
+    bma = (totals / totals.sum(axis=1, keepdims=True)).mean(axis=0)
     weights = {by_name[n]: (1 - SELECTED_SHARE) * w for n, w in zip(names, bma)}
     weights[selected] = weights.get(selected, 0.0) + SELECTED_SHARE
     kept = {f: w for f, w in weights.items() if w >= MIN_FAMILY_WEIGHT}
@@ -240,6 +250,21 @@ def time_draws(
 ) -> np.ndarray:
     """Draws of the expected time-to-eps T(eps, m) in seconds: shape (draws, len(m))."""
     return component_draws(fit, eps, m, terms, draws, rng, others).time
+
+
+def with_run_noise(fit: AlgorithmFit, drawn: Draws, rng: np.random.Generator,
+                   others: Sequence[AlgorithmFit] = ()) -> Draws:
+    """What one new run would measure: the expected values times a run's own noise.
+
+    For comparing with a measured run (validation), not for ranking.
+    """
+    shape = drawn.per_iteration.shape
+    time_sigma = _sigma_draws(system_noise(fit), [system_noise(o) for o in others], shape[0], rng)
+    curve_sigma = _sigma_draws(convergence_noise(fit), [convergence_noise(o) for o in others],
+                               shape[0], rng)
+    slower = np.exp(time_sigma[:, None] * rng.standard_normal(shape))
+    later = np.exp(curve_sigma[:, None] * rng.standard_normal(shape))
+    return Draws(drawn.per_iteration * slower, np.ceil(drawn.iterations * later))
 
 
 def percentile_interval(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
