@@ -73,6 +73,13 @@ class Posterior:
     def confidence(self) -> float:
         return float(self.p_within[self.choice])
 
+    @property
+    def choice_extrapolated(self) -> bool:
+        """True while the choice lies beyond every measured size of its algorithm: there
+        the posterior is only as good as the model's form, which no draw questions."""
+        algorithm, m = self.candidate(self.choice)
+        return data_mark(m, self.measured[algorithm]) == "extrapolated"
+
     def rows(self, top: int) -> list[dict[str, object]]:
         """The ``top`` candidates by P(within tolerance), with 90% intervals of T."""
         lo, hi = percentile_interval(self.times)
@@ -177,13 +184,18 @@ class PlannedRun:
 
 
 def plan(post: Posterior, overhead: dict[str, float], budget_left: float, runs: int,
-         rng: np.random.Generator) -> list[PlannedRun]:
+         rng: np.random.Generator, rounds_left: int = 1) -> list[PlannedRun]:
     """Up to ``runs`` runs with the best knowledge gradient per machine-second, within budget.
 
+    Rounds are scarce too: each run is charged its estimated cost plus a slot,
+    this round's share of the budget left divided by ``runs``. Runs much
+    cheaper than a slot are then ranked by their value alone (a cheap run that
+    teaches nothing wastes a round), runs costing many slots by value per
+    machine-second.
     ``overhead[a]``: measured machine-seconds of a's runs over their predicted T x m.
-    When no run would move the decision (every value ~0) the strongest
-    contenders not yet measured are run instead, so the loop never stalls
-    short of its confidence.
+    A choice beyond the measured sizes is always run first. When no run would
+    move the decision (every value ~0) the strongest contenders not yet
+    measured are run instead, so the loop never stalls short of its confidence.
     """
     sizes = run_sizes(int(post.m[-1]))
     columns = np.array([post.column(a, int(s)) for a in post.algorithms for s in sizes])
@@ -192,14 +204,22 @@ def plan(post: Posterior, overhead: dict[str, float], budget_left: float, runs: 
                      * median[c] * post.candidate(int(c))[1] for c in columns])
     weights = np.full(post.times.shape[0], 1.0 / post.times.shape[0])
     scale = float(median.min()) or 1.0
+    slot = budget_left / max(rounds_left, 1) / runs
     chosen: list[PlannedRun] = []
     spent = 0.0
-    for _ in range(runs):
+    if post.choice_extrapolated:  # check the model where it matters before believing it
+        algorithm, m = post.candidate(post.choice)
+        c_cost = overhead.get(algorithm, DEFAULT_OVERHEAD) * median[post.choice] * m
+        if c_cost <= budget_left:
+            chosen.append(PlannedRun(algorithm, m, float(c_cost), 0.0))
+            spent += c_cost
+            weights = believe(post, post.choice, weights)
+    while len(chosen) < runs:
         values = knowledge_gradient(post, columns, weights, rng)
         affordable = spent + cost <= budget_left
         if not np.any(affordable):
             break
-        ratio = np.where(affordable, values / cost, -np.inf)
+        ratio = np.where(affordable, values / (cost + slot), -np.inf)
         k = int(np.argmax(ratio))
         if not values[k] > 1e-6 * scale:
             break

@@ -50,7 +50,7 @@ def check(problem: str, algorithms: Sequence[str], options: dict[str, Any]) -> i
 def measure(request: MeasureRequest) -> MeasuredRun:
     """Draw one run, store it as a complete sweep, return it with its simulated cost."""
     from plugins.hemingway.synthetic import generate
-    from plugins.optimizers.jobs import summarize
+    from plugins.optimizers.jobs import notify_recorded, summarize
 
     if request.problem_options or request.algorithm_options:
         raise BenchUsageError("source 'synthetic' takes no --problem-opt or --opt; its "
@@ -77,6 +77,7 @@ def measure(request: MeasureRequest) -> MeasuredRun:
     summary = summarize([r for r in stored if r["iteration"] >= 1],
                         {"n": truth.n, "f_star": 0.0, "simulated": True}, request.target)
     store.finish(rid, "complete", summary=summary)
+    notify_recorded(store, rid)
     for row in rows:
         row["run"] = rid
     simulated = sum(r["iter_time_s"] for r in rows)
