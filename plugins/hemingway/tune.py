@@ -293,7 +293,8 @@ def _pairs(text: str | None, what: str) -> list[str]:
               show_default=True,
               help="How close to the best counts as best (0.05: within 5%; 0: exactly P(best)).")
 @click.option("--max-ranks", type=click.IntRange(min=1), metavar="M",
-              help="Largest cluster size to consider (default: the source's limit, else 64).")
+              help="Largest cluster size to consider (default: the source's limit; the mpi "
+                   "source has none, so give it).")
 @click.option("--initial-ranks", metavar="K,K,...",
               help="Sizes of round 1 (default: 1,2,4,8 capped by --max-ranks, filled up to "
                    "as many sizes as the system model has terms).")
@@ -348,7 +349,10 @@ def tune_command(problem: str, algorithms: str, epsilon: float, source: str,
     options = spec.parse_options(list(source_pairs))
     limit = spec.check(problem, names, options)
     if max_ranks is None:
-        max_ranks = limit or 64
+        if limit is None:
+            raise BenchUsageError(f"source '{spec.name}' has no cluster-size limit of its own; "
+                                  "give --max-ranks M (the largest size to consider)")
+        max_ranks = limit
     elif limit is not None and max_ranks > limit:
         raise BenchUsageError(f"--max-ranks {max_ranks} is more than source '{spec.name}' can "
                               f"run here ({limit})")

@@ -6,7 +6,6 @@ Ctrl-C, and listed exactly like one started by ``bench sweep``.
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Sequence
 
 from harness import MeasuredRun, MeasurementSourceSpec, MeasureRequest, OptionSpec, hookimpl
@@ -23,7 +22,8 @@ _launchers: dict[tuple, Any] = {}  # one prepared problem per configuration and 
 
 
 def check(problem: str, algorithms: Sequence[str], options: dict[str, Any]) -> int | None:
-    """Known optimizers that support the problem; on one machine, at most its core count."""
+    """Known optimizers that support the problem. No size limit of its own: mpiexec
+    oversubscribes one machine, or spreads over a hostfile's."""
     from harness.plugins.manager import get_plugin_manager
     from plugins.optimizers.jobs import check_pairing
 
@@ -33,7 +33,7 @@ def check(problem: str, algorithms: Sequence[str], options: dict[str, Any]) -> i
         check_pairing(pm.optimizer(name), problem_spec)
     if options["timeout"] < 0 or options["eval_every"] < 1:
         raise BenchUsageError("source 'mpi': timeout must be >= 0 and eval_every >= 1")
-    return None if options["hostfile"] else os.cpu_count()
+    return None
 
 
 def _launcher(request: MeasureRequest) -> Any:
