@@ -32,8 +32,14 @@ class AlgorithmFit:
         return sorted({r.ranks for r in self.runs})
 
     def iterations(self, eps: float, m: np.ndarray) -> np.ndarray:
-        """Whole iterations: the first one at or past the predicted crossing of eps."""
-        return np.ceil(self.convergence.iterations_to(eps, np.asarray(m, dtype=float)))
+        """Whole iterations: the first one at or past the predicted crossing of eps.
+
+        At least one when eps is below where the curves start: free offsets
+        extrapolated far enough can cancel the rate and predict zero.
+        """
+        fewest = 1.0 if eps < self.convergence.s_ref else 0.0
+        return np.maximum(fewest, np.ceil(
+            self.convergence.iterations_to(eps, np.asarray(m, dtype=float))))
 
     def time_to(self, eps: float, m: np.ndarray) -> np.ndarray:
         return self.iterations(eps, m) * self.system.predict(m)

@@ -226,7 +226,8 @@ def iteration_draws(
         features = all_features(np.full(m.shape, x), m, family.offsets + family.rates)
         out[start:start + count] = np.einsum("bk,mk->bm", solutions, features)
         start += count
-    return np.ceil(np.maximum(0.0, out[rng.permutation(draws)]))
+    fewest = 1.0 if eps < fit.convergence.s_ref else 0.0  # as AlgorithmFit.iterations
+    return np.maximum(fewest, np.ceil(out[rng.permutation(draws)]))
 
 
 # --------------------------------------------------------------------------- public
