@@ -4,7 +4,8 @@ The posterior over candidates (algorithm, m <= max_ranks) is the calibrated
 uncertainty model's joint draws of T(eps, m) (:func:`plugins.hemingway.uncertainty.time_draws`),
 one block of columns per algorithm. The choice is the candidate most likely to
 be within ``tolerance`` of the best; the loop stops when that probability
-reaches the target confidence.
+reaches the target confidence and the choice has been checked by a run at
+(or within a factor 1.5 of) its size.
 
 Which runs to make next: the knowledge gradient, estimated on the same draws.
 A run of (a, m') would show log T(a, m') up to the run-to-run noise sigma. For
@@ -41,6 +42,7 @@ DRAWS = 400  # posterior draws of T per candidate
 OUTCOMES = 64  # hypothetical outcomes per candidate run in the knowledge gradient
 RUN_SIZES = 24  # candidate run sizes per algorithm: log-spaced over 1..max_ranks
 MIN_OBSERVATION_NOISE = 0.03  # floor of sigma in the likelihood (keeps the reweighting stable)
+VERIFY_RATIO = 1.5  # a choice this close (as a ratio of sizes) to a measured size is checked
 DEFAULT_OVERHEAD = 1.3  # a run's cost over T(eps, m) * m before any run is seen: runs go past eps
 
 
@@ -73,12 +75,22 @@ class Posterior:
     def confidence(self) -> float:
         return float(self.p_within[self.choice])
 
+    def unverified(self, column: int) -> bool:
+        """True while no run of the candidate's algorithm is within VERIFY_RATIO of its size.
+        Far from its runs the posterior is only as good as the model's form (and the
+        noise estimate of a few runs), which no draw questions; one run there does."""
+        algorithm, m = self.candidate(column)
+        return min(max(m / s, s / m) for s in self.measured[algorithm]) > VERIFY_RATIO
+
     @property
-    def choice_extrapolated(self) -> bool:
-        """True while the choice lies beyond every measured size of its algorithm: there
-        the posterior is only as good as the model's form, which no draw questions."""
-        algorithm, m = self.candidate(self.choice)
-        return data_mark(m, self.measured[algorithm]) == "extrapolated"
+    def choice_unverified(self) -> bool:
+        return self.unverified(self.choice)
+
+    def best_of(self, algorithm: str) -> int:
+        """The column of the algorithm's own best size (lowest median time)."""
+        start = self.algorithms.index(algorithm) * self.m.size
+        median = np.median(self.times[:, start:start + self.m.size], axis=0)
+        return start + int(np.argmin(median))
 
     def rows(self, top: int) -> list[dict[str, object]]:
         """The ``top`` candidates by P(within tolerance), with 90% intervals of T."""
@@ -193,7 +205,8 @@ def plan(post: Posterior, overhead: dict[str, float], budget_left: float, runs: 
     teaches nothing wastes a round), runs costing many slots by value per
     machine-second.
     ``overhead[a]``: measured machine-seconds of a's runs over their predicted T x m.
-    A choice beyond the measured sizes is always run first. When no run would
+    The choice and each other algorithm's own best size, when far from that
+    algorithm's runs (:meth:`Posterior.unverified`), are run first. When no run would
     move the decision (every value ~0) the strongest contenders not yet
     measured are run instead, so the loop never stalls short of its confidence.
     """
@@ -207,13 +220,19 @@ def plan(post: Posterior, overhead: dict[str, float], budget_left: float, runs: 
     slot = budget_left / max(rounds_left, 1) / runs
     chosen: list[PlannedRun] = []
     spent = 0.0
-    if post.choice_extrapolated:  # check the model where it matters before believing it
-        algorithm, m = post.candidate(post.choice)
-        c_cost = overhead.get(algorithm, DEFAULT_OVERHEAD) * median[post.choice] * m
-        if c_cost <= budget_left:
+    # Check the model where the decision is made before believing it: the choice, then
+    # every other algorithm's own best size (the runner-up a biased fit may be hiding).
+    checks = [post.choice] + [post.best_of(a) for a in post.algorithms
+                              if a != post.candidate(post.choice)[0]]
+    for column in checks:
+        if len(chosen) == runs or not post.unverified(column):
+            continue
+        algorithm, m = post.candidate(column)
+        c_cost = overhead.get(algorithm, DEFAULT_OVERHEAD) * median[column] * m
+        if spent + c_cost <= budget_left:
             chosen.append(PlannedRun(algorithm, m, float(c_cost), 0.0))
             spent += c_cost
-            weights = believe(post, post.choice, weights)
+            weights = believe(post, column, weights)
     while len(chosen) < runs:
         values = knowledge_gradient(post, columns, weights, rng)
         affordable = spent + cost <= budget_left

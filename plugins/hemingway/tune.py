@@ -224,7 +224,7 @@ def run_loop(session: Session, algorithms: Sequence[str], terms: Sequence[Any], 
                f"machine-s; best {choice[0]} m={choice[1]}, P(best) "
                f"{post.p_best[post.choice]:.2f}, P(within {tolerance:.0%}) "
                f"{post.confidence:.2f}")
-        confident = post.confidence >= confidence and not post.choice_extrapolated
+        confident = post.confidence >= confidence and not post.choice_unverified
         reason = ("confident" if confident else
                   "rounds" if round_ >= max_rounds else None)
         planned = []
