@@ -9,6 +9,9 @@ from harness.plugins.hookspecs import hookimpl
 from harness.specs import (
     AnalyzerSpec,
     HardwareSpec,
+    MeasuredRun,
+    MeasurementSourceSpec,
+    MeasureRequest,
     ModelSpec,
     OptimizerSpec,
     OptionSpec,
@@ -17,13 +20,15 @@ from harness.specs import (
     RunRequest,
     RunResult,
 )
-
-__version__ = "0.1.0"
+from harness.version import __version__
 
 __all__ = [
     "AnalyzerSpec",
     "BenchUsageError",
     "HardwareSpec",
+    "MeasuredRun",
+    "MeasurementSourceSpec",
+    "MeasureRequest",
     "ModelSpec",
     "OptimizerSpec",
     "OptionSpec",

@@ -33,7 +33,7 @@ LAZY_COMMANDS = {
     "cache": ("harness.commands.cache", "Show or clear the cache of traced layer tables."),
 }
 
-LIST_KINDS = ("models", "hardware", "optimizers", "problems", "analyzers")
+LIST_KINDS = ("models", "hardware", "optimizers", "problems", "analyzers", "sources")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -221,6 +221,11 @@ def _list_rows(kind: str) -> tuple[list[dict[str, Any]], list[str]]:
         rows = [{"name": s.name, "description": s.description, "options": _options_text(s.options),
                  "plugin": pm.plugin_of("problems", s.name)} for s in pm.problems().values()]
         return rows, ["name", "description", "options", "plugin"]
+    if kind == "sources":
+        rows = [{"name": s.name, "description": s.description, "options": _options_text(s.options),
+                 "plugin": pm.plugin_of("measurement_sources", s.name)}
+                for s in pm.measurement_sources().values()]
+        return rows, ["name", "description", "options", "plugin"]
     rows = [{"name": s.name, "description": s.description,
              "command": f"bench {s.command}" if s.command else "", "reads": s.reads,
              "plugin": pm.plugin_of("analyzers", s.name)} for s in pm.analyzers().values()]
@@ -231,7 +236,8 @@ def _list_rows(kind: str) -> tuple[list[dict[str, Any]], list[str]]:
 @click.argument("kind", type=click.Choice(LIST_KINDS, case_sensitive=False), metavar="KIND")
 @format_option()
 def list_command(kind: str, fmt: str) -> None:
-    """List installed models, hardware backends, optimizers, problems or analyzers."""
+    """List installed models, hardware backends, optimizers, problems, analyzers or
+    measurement sources (for `bench tune`)."""
     rows, columns = _list_rows(kind.lower())
     if not rows and fmt == "table":
         print(f"no {kind.lower()} installed (see `bench plugins` for broken plugins)")

@@ -95,7 +95,7 @@ def capture(plugin: str | None = None) -> dict[str, Any]:
 
     Versions are read from package metadata, so capturing never imports torch.
     """
-    from harness import __version__
+    from harness import version
 
     return {
         "host": platform.node(),
@@ -107,7 +107,7 @@ def capture(plugin: str | None = None) -> dict[str, Any]:
         "torch": package_version("torch"),
         "mpi4py": package_version("mpi4py"),
         "numpy": package_version("numpy"),
-        "harness": __version__,
+        "harness": version.__version__,
         "git_commit": git_commit(),
         "plugin": plugin,
         "timestamp_utc": utc_now(),

@@ -161,23 +161,32 @@ def _builder_module(builder: Any) -> str | None:
     return getattr(builder, "__module__", None)
 
 
+# Model spec name -> (the registered spec, "distribution version"), told by the plugin
+# manager as it lists models. The cache does not ask the manager: the manager imports
+# the specs, whose RunRequest.layers() reads this cache, so that would be a cycle.
+_registered: dict[str, tuple[Any, str]] = {}
+
+
+def note_distribution(spec: Any, distribution: str) -> None:
+    """Record which installed distribution registered model ``spec`` (the plugin manager
+    calls this), so its cached tables are keyed by that distribution's version."""
+    _registered[spec.name.lower()] = (spec, distribution)
+
+
 def _distribution(spec: Any) -> str:
     """``name version`` of the distribution that registered ``spec``, when known."""
-    from harness.plugins.manager import get_plugin_manager
-
-    pm = get_plugin_manager()
-    if pm.models().get(spec.name.lower()) is not spec:
+    spec_and_distribution = _registered.get(spec.name.lower())
+    if spec_and_distribution is None or spec_and_distribution[0] is not spec:
         return ""
-    info = pm.info.get(pm.plugin_of("models", spec.name))
-    return f"{info.distribution} {info.version}".strip() if info is not None else ""
+    return spec_and_distribution[1]
 
 
 @lru_cache(maxsize=1)
 def _tracer() -> dict[str, Any]:
-    from harness import __version__
+    from harness import version
     from harness.environment import package_version
 
-    return {"format": TABLE_FORMAT, "harness": __version__,
+    return {"format": TABLE_FORMAT, "harness": version.__version__,
             "layers_py": _sha256_file(sys.modules["harness.layers"].__file__),
             "torch": package_version("torch")}
 

@@ -287,3 +287,80 @@ class AnalyzerSpec:
     """The ``bench`` subcommand it adds through ``bench_register_commands`` (``"rank"``)."""
     reads: str = "iterations"
     """Which stored measurements it reads: ``"runs"`` or ``"iterations"``."""
+
+
+# --------------------------------------------------------------------------- measurement sources
+@dataclass
+class MeasureRequest:
+    """One run a measurement source is asked to make (by ``bench tune``)."""
+
+    problem: str
+    """The problem to solve, in the source's own names (an MPI problem such as ``logreg``,
+    a synthetic ground truth such as ``tree-far``)."""
+    algorithm: str
+    """The algorithm to run, in the source's own names."""
+    ranks: int
+    """The cluster size m."""
+    target: float | None
+    """Stop once the suboptimality is at or below this (``bench tune --epsilon``); None:
+    run ``iterations``."""
+    iterations: int | None
+    """The most iterations to run (None: the source's own cap)."""
+    options: dict[str, Any]
+    """The source's options by name, parsed from ``--source-opt key=value``, defaults
+    filled in."""
+    store: Any
+    """The :class:`harness.store.ResultStore` to write the run to, as it goes."""
+    run_tag: str
+    """Store it in the run's ``options["run_tag"]``: ``bench tune`` finds a session's
+    runs, to resume it, by this tag."""
+    problem_options: tuple[str, ...] = ()
+    """``--problem-opt key=value`` pairs for the problem (sources without problem options
+    reject them)."""
+    algorithm_options: tuple[str, ...] = ()
+    """``--opt [algorithm:]key=value`` pairs for the algorithm."""
+
+
+@dataclass
+class MeasuredRun:
+    """What a measurement source returns for one run."""
+
+    result_id: int | None
+    """The stored result (kind ``sweep``) holding the run's per-iteration rows."""
+    status: str
+    """``complete``, or why not (``failed``, ``timeout``): only complete runs are fitted."""
+    machine_seconds: float
+    """What the run cost: seconds x ranks (simulated seconds for a simulated source)."""
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    """The run's rows in the measurements format (``algorithm, problem, ranks, n,
+    iteration, iter_time_s, suboptimality``; docs/hemingway.md)."""
+    error: str | None = None
+    """Why the run did not complete, on one line."""
+
+
+@dataclass(frozen=True)
+class MeasurementSourceSpec:
+    """Where ``bench tune`` gets its runs: real MPI jobs, a simulator, a cluster's queue.
+
+    ``check`` is called once before any run, so a wrong name costs nothing;
+    ``measure`` makes one run, stores it, and returns it.
+    """
+
+    name: str
+    """Unique across plugins; what ``bench tune --source`` takes."""
+    description: str
+    """One line for ``bench list sources``."""
+    measure: Callable[[MeasureRequest], MeasuredRun]
+    """Makes one run (see :class:`MeasureRequest`), writes it to ``request.store`` as a
+    ``sweep`` result whose options carry ``run_tag``, and returns a :class:`MeasuredRun`.
+    Raise :class:`BenchUsageError` for a request it cannot make."""
+    check: Callable[[str, Sequence[str], dict[str, Any]], int | None]
+    """``check(problem, algorithms, options)`` raises :class:`BenchUsageError` (naming what
+    is valid) for an unknown problem, algorithm or option value, else returns the largest
+    cluster size it can run (None: no limit of its own)."""
+    options: tuple[OptionSpec, ...] = ()
+    """What ``--source-opt key=value`` accepts."""
+
+    def parse_options(self, pairs: Sequence[str] | dict[str, str]) -> dict[str, Any]:
+        """``["key=value", ...]`` to typed values, defaults filled in."""
+        return parse_options(self.options, pairs, f"source '{self.name}'")

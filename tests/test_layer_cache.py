@@ -142,7 +142,7 @@ def test_unchanged_sources_hit_after_a_reload(cache, toys, traces):
 def test_changing_the_harness_version_or_tracer_rebuilds(cache, toys, traces, monkeypatch):
     spec = toys()
     lc.cached_layers(spec, spec.input_size)
-    monkeypatch.setattr(harness, "__version__", "99.0")
+    monkeypatch.setattr(harness.version, "__version__", "99.0")
     lc._tracer.cache_clear()
     lc._memory.clear()
     lc.cached_layers(spec, spec.input_size)

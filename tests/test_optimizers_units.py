@@ -16,7 +16,7 @@ import scipy.optimize
 from harness.cli import main
 from harness.errors import BenchUsageError
 from plugins.optimizers import libsvm, linear
-from plugins.optimizers.sweep import split_algorithm_pairs, summarize
+from plugins.optimizers.jobs import split_algorithm_pairs, summarize
 
 
 class OneRank:

@@ -108,6 +108,32 @@ def bench_analyzers():
 
 
 @hookspec
+def bench_measurement_sources():
+    """Called whenever ``bench tune`` needs the sources it can get runs from.
+
+    Return a list of :class:`harness.MeasurementSourceSpec`: a name, a
+    description, ``check(problem, algorithms, options)`` (raise
+    :class:`harness.BenchUsageError` for names it does not know; return the
+    largest cluster size it can run, or None) and ``measure(request)``, which
+    makes one run of ``request.algorithm`` on ``request.problem`` at
+    ``request.ranks`` machines, writes it to ``request.store`` as a ``sweep``
+    result carrying ``request.run_tag`` in its options, and returns a
+    :class:`harness.MeasuredRun`. Built in: ``mpi`` (``bench sweep``'s jobs)
+    and ``synthetic`` (known ground truths, for tests and benchmarks).
+
+    Example::
+
+        @hookimpl
+        def bench_measurement_sources():
+            return [MeasurementSourceSpec(
+                name="my-queue", description="jobs on the lab cluster's queue",
+                check=lambda problem, algorithms, options: 64,
+                measure=submit_and_wait,  # stores the run, returns a MeasuredRun
+            )]
+    """
+
+
+@hookspec
 def bench_register_commands(cli):
     """Called once when the ``bench`` command group is built, before arguments are parsed.
 

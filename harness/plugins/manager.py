@@ -19,7 +19,9 @@ import pluggy
 
 from harness.errors import unknown_choice
 from harness.plugins import hookspecs
-from harness.specs import AnalyzerSpec, HardwareSpec, ModelSpec, OptimizerSpec, ProblemSpec
+from harness.specs import (
+    AnalyzerSpec, HardwareSpec, MeasurementSourceSpec, ModelSpec, OptimizerSpec, ProblemSpec,
+)
 
 ENTRY_POINT_GROUP = "bench.plugins"
 # What each listing hook must return a list of; a listing hook added later without an
@@ -30,6 +32,7 @@ SPEC_TYPES: dict[str, type] = {
     "bench_optimizers": OptimizerSpec,
     "bench_problems": ProblemSpec,
     "bench_analyzers": AnalyzerSpec,
+    "bench_measurement_sources": MeasurementSourceSpec,
 }
 DISABLE_ENV = "BENCH_DISABLE_PLUGINS"
 TRACE_ENV = "BENCH_TRACE_PLUGINS"
@@ -289,7 +292,18 @@ class BenchPluginManager:
                     specs[key] = spec
                     self._owner[(hook_name, key)] = plugin
             self._cache[hook_name] = specs
+            if hook_name == "bench_models":
+                self._note_model_distributions(specs)
         return self._cache[hook_name]
+
+    def _note_model_distributions(self, specs: dict[str, Any]) -> None:
+        """Tell the layer cache which distribution registered each model (part of its key)."""
+        from harness.layer_cache import note_distribution
+
+        for key, spec in specs.items():
+            info = self.info.get(self._owner[("bench_models", key)])
+            note_distribution(spec, f"{info.distribution} {info.version}".strip()
+                              if info is not None else "")
 
     def _reject(self, plugin: str, message: str) -> None:
         print(f"warning: plugin '{plugin}': {message}; skipped", file=sys.stderr)
@@ -329,6 +343,9 @@ class BenchPluginManager:
     def analyzers(self) -> dict[str, AnalyzerSpec]:
         return self._specs("bench_analyzers")
 
+    def measurement_sources(self) -> dict[str, MeasurementSourceSpec]:
+        return self._specs("bench_measurement_sources")
+
     def _get(self, kind: str, label: str, name: str) -> Any:
         specs = self._specs(f"bench_{kind}")
         try:
@@ -347,6 +364,9 @@ class BenchPluginManager:
 
     def problem(self, name: str) -> ProblemSpec:
         return self._get("problems", "problem", name)
+
+    def measurement_source(self, name: str) -> MeasurementSourceSpec:
+        return self._get("measurement_sources", "measurement source", name)
 
     def result_recorded(self, result: Any) -> None:
         """Tell observers about a stored result; their failures are only warnings."""

@@ -343,9 +343,3 @@ def bench_hardware() -> list[HardwareSpec]:
     default = next(p for p in found if p.name == "accel-16x16" and p.origin == "built-in")
     return [preset_spec(replace(default, name="accel"), base), *(preset_spec(p, base) for p in found)]
 
-
-@hookimpl
-def bench_register_commands(cli: Any) -> None:
-    from plugins.hardware.accel_preset_command import preset_group
-
-    cli.add_command(preset_group)

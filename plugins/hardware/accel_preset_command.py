@@ -1,10 +1,22 @@
-"""``bench preset``: list, show (to copy), check and document the ``accel`` preset files."""
+"""``bench preset``: list, show (to copy), check and document the ``accel`` preset files.
+
+A plugin of its own (entry point ``accel-presets``): the command uses the
+simulator, so the simulator's module must not import the command.
+"""
 from __future__ import annotations
+
+from typing import Any
 
 import click
 
+from harness import hookimpl
 from harness.errors import BenchUsageError, unknown_choice
 from harness.output import emit, render, write
+
+
+@hookimpl
+def bench_register_commands(cli: Any) -> None:
+    cli.add_command(preset_group)
 
 
 @click.group("preset")

@@ -35,7 +35,10 @@ def bench_analyzers() -> list[AnalyzerSpec]:
 
 @hookimpl
 def bench_register_commands(cli: click.Group) -> None:
+    from plugins.hemingway.tune import tune_command
+
     cli.add_command(rank_command)
+    cli.add_command(tune_command)
 
 
 def _interval(lo: float, hi: float) -> str:

@@ -126,6 +126,23 @@ def from_store(store: Any, problem: str | None, n: float | None = None) -> Measu
     return measured
 
 
+def from_results(store: Any, results: Sequence[Any], source: str) -> Measurements:
+    """The given stored sweep results (``bench tune``'s runs of one session), checked like
+    any other measurements."""
+    rows = []
+    for res in results:
+        n = res.summary.get("n", res.options.get("n"))
+        for row in store.iterations(res.id):
+            row.update(result_id=res.id, algorithm=res.optimizer, problem=res.problem,
+                       ranks=res.ranks, n=n)
+            rows.append(row)
+    if not rows:
+        raise BenchUsageError(f"{source} holds no iteration rows")
+    return _build(rows, lambda k: f"result {rows[k]['result_id']} iteration "
+                                  f"{rows[k].get('iteration')}",
+                  source, rows[0]["problem"], None, run_key="result_id")
+
+
 def from_file(path: str, problem: str | None, n: float | None = None) -> Measurements:
     """Rows from a CSV file (header line) or a JSON list of objects; see docs/hemingway.md."""
     rows, where = read_rows(path)

@@ -21,14 +21,16 @@ from typing import Any, Callable
 
 from harness.errors import BenchUsageError
 from plugins.optimizers.mpi_runtime import Comm, world
-from plugins.optimizers.sweep import (
+from plugins.optimizers.jobs import (
     ERROR_MARKER,
     PROGRESS_MARKER,
     SweepConfig,
     check_pairing,
+    emit_table,
     notify_recorded,
     parse_algorithm_options,
     summarize,
+    table_row,
 )
 
 FAULT_RANK_ENV = "BENCH_FAULT_RANK"
@@ -339,7 +341,5 @@ def _report(cfg: SweepConfig, optimizer: str, problem: str, ranks: int,
     """Rank 0's output when run directly under mpirun (the launcher prints its own table)."""
     if cfg.launched:
         return
-    from plugins.optimizers.sweep import emit_table, table_row
-
     emit_table([table_row(optimizer, ranks, "complete", result_id, summary)], cfg.fmt,
                cfg.target_subopt, problem)

@@ -17,167 +17,38 @@ import json
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import click
 
 from harness.cli import format_option, store_option
-from harness.errors import BenchUsageError, unknown_choice
+from harness.errors import BenchUsageError
+from plugins.optimizers.jobs import (
+    DEFAULT_ITERATION_CAP,
+    DEFAULT_ITERATIONS,
+    ERROR_MARKER,
+    PLUGIN,
+    PROGRESS_MARKER,
+    SweepConfig,
+    check_pairing,
+    emit_table,
+    notify_recorded,
+    split_algorithm_pairs,
+    summarize,
+    table_row,
+)
 
-PROGRESS_MARKER = "@bench-progress "
-ERROR_MARKER = "@bench-error "
-PLUGIN = "algorithms"
-DEFAULT_ITERATIONS = 100
-DEFAULT_ITERATION_CAP = 1000  # with --target-subopt and no --iterations
 FORWARDED_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BENCH_CACHE",
                  "BENCH_FAULT_RANK", "BENCH_FAULT_ITERATION", "BENCH_DISABLE_PLUGINS",
                  "BENCH_TRACE_PLUGINS", "PYTHONPATH")
-TABLE_COLUMNS = ["optimizer", "ranks", "status", "iterations", "time_per_iter_s",
-                 "comm_time_per_iter_s", "final_suboptimality", "iterations_to_target",
-                 "time_to_target_s", "result_id"]
-
-
-@dataclass
-class SweepConfig:
-    """One (algorithm, K) job as the ranks see it."""
-
-    optimizer: str
-    problem: str
-    opt_pairs: list[str] = field(default_factory=list)
-    problem_pairs: list[str] = field(default_factory=list)
-    iterations: int = DEFAULT_ITERATIONS
-    target_subopt: float | None = None
-    eval_every: int = 1
-    store_path: str | None = None
-    separate_wait: bool = False
-    save_iterate: str | None = None
-    run_tag: str | None = None  # set by the launcher, stored in the run's options
-    launched: bool = False
-    fmt: str = "table"
-
-
-# --------------------------------------------------------------------------- shared helpers
-def check_pairing(optimizer: Any, problem: Any) -> None:
-    """An optimizer that lists the problems it supports refuses the others."""
-    allowed = {p.lower() for p in optimizer.problems}
-    if allowed and problem.name.lower() not in allowed:
-        raise BenchUsageError(
-            f"optimizer '{optimizer.name}' does not support problem '{problem.name}'; "
-            f"it supports: {', '.join(optimizer.problems)}")
-
-
-def split_algorithm_pairs(optimizers: Sequence[Any], pairs: Sequence[str]) -> dict[str, list[str]]:
-    """Route ``--opt`` pairs to optimizers: ``name:key=value`` targets one optimizer,
-    ``key=value`` every selected optimizer that has ``key`` (an error if none has it)."""
-    by_name = {o.name.lower(): o for o in optimizers}
-    routed: dict[str, list[str]] = {o.name: [] for o in optimizers}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise BenchUsageError(f"--opt '{pair}' is not key=value (or optimizer:key=value)")
-        target, colon, bare = key.partition(":")
-        if colon:
-            spec = by_name.get(target.strip().lower())
-            if spec is None:
-                raise unknown_choice("optimizer in --opt", target.strip(),
-                                     [o.name for o in optimizers])
-            routed[spec.name].append(f"{bare.strip()}={value}")
-            continue
-        takers = [o for o in optimizers
-                  if key.strip() in {h.name for h in o.hyperparameters}]
-        if not takers:
-            keys = sorted({h.name for o in optimizers for h in o.hyperparameters})
-            owners = ", ".join(o.name for o in optimizers)
-            raise unknown_choice(f"hyperparameter for {owners}", key.strip(), keys)
-        for spec in takers:
-            routed[spec.name].append(f"{key.strip()}={value}")
-    return routed
-
-
-def parse_algorithm_options(optimizer: Any, pairs: Sequence[str]) -> dict[str, Any]:
-    from harness.specs import parse_options
-
-    routed = split_algorithm_pairs([optimizer], pairs)[optimizer.name]
-    return parse_options(optimizer.hyperparameters, routed, f"optimizer '{optimizer.name}'")
-
-
-def _median(values: list[float]) -> float | None:
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-
-def summarize(rows: Sequence[dict[str, Any]], base: dict[str, Any],
-              target: float | None) -> dict[str, Any]:
-    """The run's headline figures from its per-iteration rows (``base`` kept)."""
-    summary = dict(base)
-    evaluated = [r for r in rows if r.get("objective") is not None]
-    final = evaluated[-1] if evaluated else {}
-    reached = None
-    if target is not None:
-        reached = next((r for r in evaluated if r.get("suboptimality") is not None
-                        and r["suboptimality"] <= target), None)
-    objective = final.get("objective")
-    summary.update({
-        "iterations": len(rows),
-        "final_objective": objective,
-        "final_suboptimality": final.get("suboptimality"),
-        "final_rel_suboptimality": final.get("rel_suboptimality"),
-        "final_duality_gap": final.get("duality_gap"),
-        "time_per_iter_s": _median([r.get("iter_time_s") for r in rows]),
-        "compute_time_per_iter_s": _median([r.get("compute_time_s") for r in rows]),
-        "comm_time_per_iter_s": _median([r.get("comm_time_s") for r in rows]),
-        "eval_time_per_iter_s": _median([r.get("eval_time_s") for r in rows]),
-        "bytes_per_iter": _median([r.get("bytes_sent") for r in rows]),
-        "total_iter_time_s": sum(r.get("iter_time_s") or 0.0 for r in rows),
-        "target_subopt": target,
-        "reached_target": (reached is not None) if target is not None else None,
-        "iterations_to_target": reached["iteration"] if reached else None,
-        "time_to_target_s": (sum(r.get("iter_time_s") or 0.0 for r in rows
-                                 if r["iteration"] <= reached["iteration"]) if reached else None),
-        "diverged": objective is not None and not (abs(objective) < float("inf")),
-    })
-    return summary
-
-
-def table_row(optimizer: str, ranks: int, status: str, result_id: int | None,
-              summary: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "optimizer": optimizer, "ranks": ranks, "status": status,
-        "iterations": summary.get("iterations"),
-        "time_per_iter_s": summary.get("time_per_iter_s"),
-        "comm_time_per_iter_s": summary.get("comm_time_per_iter_s"),
-        "final_suboptimality": summary.get("final_suboptimality"),
-        "final_objective": summary.get("final_objective"),
-        "iterations_to_target": summary.get("iterations_to_target"),
-        "time_to_target_s": summary.get("time_to_target_s"),
-        "result_id": result_id,
-    }
-
-
-def emit_table(rows: list[dict[str, Any]], fmt: str, target: float | None, problem: str) -> None:
-    from harness.output import emit
-
-    columns = list(TABLE_COLUMNS)
-    if fmt == "table":
-        if target is None:
-            columns = [c for c in columns if c not in ("iterations_to_target", "time_to_target_s")]
-        if all(r.get("final_suboptimality") is None for r in rows):  # no f* (cnn)
-            columns[columns.index("final_suboptimality")] = "final_objective"
-    else:
-        columns.insert(columns.index("final_suboptimality") + 1, "final_objective")
-    if fmt == "table":
-        head = f"sweep on {problem}" + (f", target suboptimality {target:g}" if target else "")
-        print(head)
-    emit(rows, fmt, columns)
 
 
 def parse_ranks(text: str) -> list[int]:
@@ -261,7 +132,7 @@ class MpiExec:
 
 
 # --------------------------------------------------------------------------- the launcher
-class _JobProgress:
+class JobProgress:
     """The launcher's progress line on stderr (rewritten in place on a terminal)."""
 
     def __init__(self, index: int, total: int, optimizer: str, ranks: int) -> None:
@@ -367,11 +238,14 @@ class Launcher:
             args += ["--save-iterate", self.save_iterate.format(optimizer=optimizer, ranks=ranks)]
         return args
 
-    def run_job(self, optimizer: str, ranks: int, progress: _JobProgress) -> _Outcome:
+    def run_job(self, optimizer: str, ranks: int, progress: JobProgress,
+                tag: str | None = None) -> _Outcome:
+        """Run one (algorithm, K) job under mpiexec; ``tag`` (default: a fresh one) is stored
+        in the run's options as ``run_tag``."""
         env = dict(os.environ)
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env.setdefault(var, "1")
-        tag = uuid.uuid4().hex
+        tag = tag or uuid.uuid4().hex
         cmd = self.mpi.command(ranks, env) + [sys.executable] + self._rank_args(
             optimizer, ranks, tag)
         if self.verbose:
@@ -489,19 +363,18 @@ def _last_error_line(tail: Sequence[str], rc: int | None) -> str:
     return f"mpiexec exited with code {rc}"
 
 
-def notify_recorded(store: Any, result_id: int) -> None:
-    """Tell observer plugins (bench_result_recorded) about a finished run."""
-    from harness.plugins.manager import get_plugin_manager
+def make_launcher(*, optimizers: list[str], problem: str, opt_pairs: Sequence[str],
+                  problem_pairs: Sequence[str], iterations: int, target: float | None,
+                  eval_every: int = 1, timeout: float | None = None, mpiexec: str | None = None,
+                  hostfile: str | None = None, mpiexec_args: Sequence[str] = (), store: Any,
+                  separate_wait: bool = False, save_iterate: str | None = None,
+                  verbose: bool = False, several_jobs: bool = False) -> Launcher:
+    """Validate the names and options, prepare the problem once: a launcher for its jobs.
 
-    get_plugin_manager().result_recorded(store.get(result_id))
-
-
-def launch(*, optimizers: list[str], problem: str, ranks: list[int], opt_pairs: list[str],
-           problem_pairs: list[str], iterations: int, target: float | None, eval_every: int,
-           timeout: float | None, mpiexec: str | None, hostfile: str | None,
-           mpiexec_args: Sequence[str], store_path: str | None, separate_wait: bool,
-           save_iterate: str | None, verbose: bool, fmt: str) -> int:
-    """Validate everything, prepare the problem once, then run each (algorithm, K) job."""
+    ``bench sweep`` and ``bench tune``'s ``mpi`` source both start their jobs through it.
+    ``store`` is a :class:`harness.store.ResultStore` or its path (None: the default),
+    opened only once everything is valid.
+    """
     from harness.plugins.manager import get_plugin_manager
     from harness.specs import parse_options
     from harness.store import ResultStore
@@ -518,13 +391,13 @@ def launch(*, optimizers: list[str], problem: str, ranks: list[int], opt_pairs: 
              for s in specs}
     problem_options = parse_options(problem_spec.options, problem_pairs,
                                     f"problem '{problem_spec.name}'")
-    jobs = [(s.name, k) for s in specs for k in ranks]
-    if save_iterate and len(jobs) > 1 and not ("{optimizer}" in save_iterate
-                                               and "{ranks}" in save_iterate):
+    if save_iterate and several_jobs and not ("{optimizer}" in save_iterate
+                                              and "{ranks}" in save_iterate):
         raise BenchUsageError("--save-iterate with several jobs needs {optimizer} and {ranks} "
                               "in the file name")
     mpi = MpiExec.find(mpiexec, hostfile, mpiexec_args)
-    store = ResultStore(store_path)
+    if not isinstance(store, ResultStore):
+        store = ResultStore(store)
     prepared: dict[str, Any] = {}
     prepare = getattr(problem_spec.factory, "prepare", None)
     if callable(prepare):
@@ -535,15 +408,31 @@ def launch(*, optimizers: list[str], problem: str, ranks: list[int], opt_pairs: 
         if target is not None and prepared.get("f_star", 0.0) is None:
             raise BenchUsageError(f"problem '{problem_spec.name}' has no reference optimum; "
                                   "use --iterations instead of --target-subopt")
-    launcher = Launcher(
+    return Launcher(
         problem=problem_spec.name, problem_pairs=list(problem_pairs), routed=routed, hyper=hyper,
         problem_options=problem_options, prepared=prepared, iterations=iterations, target=target,
         eval_every=eval_every, timeout=timeout, mpi=mpi, store=store,
         separate_wait=separate_wait, save_iterate=save_iterate, verbose=verbose)
+
+
+def launch(*, optimizers: list[str], problem: str, ranks: list[int], opt_pairs: list[str],
+           problem_pairs: list[str], iterations: int, target: float | None, eval_every: int,
+           timeout: float | None, mpiexec: str | None, hostfile: str | None,
+           mpiexec_args: Sequence[str], store_path: str | None, separate_wait: bool,
+           save_iterate: str | None, verbose: bool, fmt: str) -> int:
+    """Validate everything, prepare the problem once, then run each (algorithm, K) job."""
+    launcher = make_launcher(
+        optimizers=optimizers, problem=problem, opt_pairs=opt_pairs, problem_pairs=problem_pairs,
+        iterations=iterations, target=target, eval_every=eval_every, timeout=timeout,
+        mpiexec=mpiexec, hostfile=hostfile, mpiexec_args=mpiexec_args, store=store_path,
+        separate_wait=separate_wait, save_iterate=save_iterate, verbose=verbose,
+        several_jobs=len(optimizers) * len(ranks) > 1)
+    store = launcher.store
+    jobs = [(name, k) for name in launcher.hyper for k in ranks]
     rows: list[dict[str, Any]] = []
     try:
         for index, (name, k) in enumerate(jobs, 1):
-            progress = _JobProgress(index, len(jobs), name, k)
+            progress = JobProgress(index, len(jobs), name, k)
             outcome = launcher.run_job(name, k, progress)
             summary = store.get(outcome.result_id).summary
             rows.append(table_row(name, k, outcome.status, outcome.result_id, summary))
@@ -561,9 +450,9 @@ def launch(*, optimizers: list[str], problem: str, ranks: list[int], opt_pairs: 
             rows.append(table_row(name, k, stopped.status, stopped.result_id,
                                   store.get(stopped.result_id).summary))
         if rows:
-            emit_table(rows, fmt, target, problem_spec.name)
+            emit_table(rows, fmt, target, launcher.problem)
         raise
-    emit_table(rows, fmt, target, problem_spec.name)
+    emit_table(rows, fmt, target, launcher.problem)
     print(f"stored in {store.path} (bench results list --kind sweep)", file=sys.stderr)
     return 0 if all(r["status"] == "complete" for r in rows) else 1
 
