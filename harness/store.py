@@ -19,6 +19,7 @@ from typing import Any, Iterator, Sequence
 
 from harness.environment import utc_now
 from harness.errors import BenchUsageError
+from harness.paths import output_file
 from harness.output import jsonable
 
 STORE_ENV = "BENCH_STORE"
@@ -129,9 +130,13 @@ class ResultStore:
     """Reads and writes results; open one per process (connections are not shared)."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        chosen = bool(path) or bool(os.environ.get(STORE_ENV))
         self.path = Path(path).expanduser() if path else default_store_path()
+        # Only the default location's folders are made (and that is said): a folder the
+        # user named and that is missing is a typo, not a request.
+        output_file(self.path, "results store" if not path else "--store",
+                    create_parents=not chosen)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             self._db.execute("PRAGMA busy_timeout = 60000")
             self._db.execute("PRAGMA journal_mode = WAL")
