@@ -209,7 +209,11 @@ def _trace(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
 
 
 def _layer_cache(_ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
-    if value:
+    if value is not None:
+        if value.strip().lower() != "off":
+            from harness.paths import output_dir
+
+            output_dir(value, "--layer-cache")  # made when first written, if only it is missing
         os.environ["BENCH_LAYER_CACHE"] = value  # harness.layer_cache; matrix workers inherit it
 
 

@@ -8,10 +8,12 @@ run. Nothing here creates folders unless the caller says the user expects it
 """
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 from harness.errors import BenchUsageError
 
@@ -19,7 +21,25 @@ from harness.errors import BenchUsageError
 def _path(path: str | os.PathLike[str], what: str) -> Path:
     if not str(path).strip():
         raise BenchUsageError(f"{what}: the path is empty")
-    return Path(path).expanduser()
+    if "\0" in str(path):
+        raise BenchUsageError(f"{what} {str(path)!r}: a path cannot contain a NUL character")
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:  # ~name of a user that does not exist
+        raise BenchUsageError(f"{what} '{path}': no such user's home folder "
+                              f"('{str(path).split('/')[0]}')") from None
+
+
+def _checked(check: Callable[..., Any]) -> Callable[..., Any]:
+    """The OS refusing to even look (a name too long, a loop of links) is one line too."""
+    @functools.wraps(check)
+    def guarded(path: str | os.PathLike[str], what: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return check(path, what, *args, **kwargs)
+        except OSError as exc:
+            raise BenchUsageError(f"{what} '{path}': {exc.strerror or exc}") from None
+
+    return guarded
 
 
 def _folder_for(target: Path, what: str, create: bool) -> Path:
@@ -42,6 +62,7 @@ def _folder_for(target: Path, what: str, create: bool) -> Path:
     return parent
 
 
+@_checked
 def output_file(path: str | os.PathLike[str], what: str, create_parents: bool = False) -> Path:
     """A file bench will write: not a folder, in a writable folder that exists.
 
@@ -59,6 +80,7 @@ def output_file(path: str | os.PathLike[str], what: str, create_parents: bool = 
     return target
 
 
+@_checked
 def output_dir(path: str | os.PathLike[str], what: str, create: bool = False) -> Path:
     """A folder bench will write files into: an existing writable folder, or a new one
     whose parent exists (made, and said so, when ``create``; only checked otherwise)."""
@@ -80,6 +102,7 @@ def output_dir(path: str | os.PathLike[str], what: str, create: bool = False) ->
     return target
 
 
+@_checked
 def input_file(path: str | os.PathLike[str], what: str) -> Path:
     """A file bench will read: it exists, is a file, and can be read."""
     target = _path(path, what)
@@ -95,6 +118,7 @@ def input_file(path: str | os.PathLike[str], what: str) -> Path:
     return target
 
 
+@_checked
 def executable(program: str, what: str) -> str:
     """A program to start: a path to an executable file, or a name found on PATH."""
     target = _path(program, what)
