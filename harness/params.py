@@ -72,10 +72,12 @@ class Number(click.ParamType):
     def _valid(self) -> str:
         if self.minimum == 0 and self.open_minimum and self.maximum is None:
             return "a positive number"
-        low = "" if self.minimum is None else f"{'>' if self.open_minimum else '>='} {self.minimum:g}"
-        high = "" if self.maximum is None else f"<= {self.maximum:g}"
-        return "a finite number" + (f" {low}" if low else "") + \
-            (f"{' and' if low else ''} {high}" if high else "")
+        bounds = []
+        if self.minimum is not None:
+            bounds.append(f"{'>' if self.open_minimum else '>='} {self.minimum:g}")
+        if self.maximum is not None:
+            bounds.append(f"<= {self.maximum:g}")
+        return " ".join(["a finite number", " and ".join(bounds)]).strip()
 
     def convert(self, value: Any, param: click.Parameter | None,
                 ctx: click.Context | None) -> float:
