@@ -114,7 +114,7 @@ INPUT_FILE = _Checked(paths.input_file, "file")
 OUTPUT_DIR = _Checked(paths.output_dir, "directory")
 """A folder to write into: exists, or its parent does (the command makes it, and says so)."""
 
-# The documented maxima (docs/cli.md, "Errors and exit codes").
+# The documented maxima (docs/plugins.md, "Errors and exit codes").
 BATCH = Count(1_000_000)
 INPUT_SIZE = Count(4096)
 JOBS = Count(256)
