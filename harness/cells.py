@@ -247,9 +247,7 @@ def _trace_table(model: str, input_size: int | None) -> None:
 
 
 def _size(spec: Any, input_size: int | None) -> tuple[int, ...]:
-    if input_size is None:
-        return tuple(spec.input_size)
-    return (spec.input_size[0], input_size, input_size)
+    return spec.sized(input_size)
 
 
 def missing_tables(cells: Sequence[Cell]) -> list[tuple[str, int | None]]:

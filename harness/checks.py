@@ -414,10 +414,18 @@ def _normalize(name: str) -> str:
     return name.lower().replace("_", "-").replace(".", "-")
 
 
+def _is_folder(target: str) -> bool:
+    """``target`` names an existing folder (a name the OS refuses to look up does not)."""
+    try:
+        return Path(target).is_dir()
+    except (OSError, ValueError):
+        return False
+
+
 def _import_target(target: str) -> Any:
     """Import a module by dotted name, or a ``.py`` file / package folder by path."""
     path = Path(target)
-    if target.endswith(".py") or path.is_dir():
+    if target.endswith(".py") or _is_folder(target):
         if path.is_dir():
             path = path / "__init__.py"
         if not path.is_file():
@@ -444,7 +452,7 @@ def resolve(target: str, pm: BenchPluginManager) -> list[str]:
                  if i.module.split(":")[0] == target or i.module.startswith(target + ".")]
     if by_module:
         return by_module
-    looks_like_module = target.endswith(".py") or Path(target).is_dir() or \
+    looks_like_module = target.endswith(".py") or _is_folder(target) or \
         all(part.isidentifier() for part in target.split("."))
     if not looks_like_module:
         choices = set(pm.info) | {i.distribution for i in pm.info.values() if i.distribution}

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 import click
 
-from harness import __version__
+from harness import __version__, params
 from harness.errors import BenchUsageError
 from harness.output import FORMATS, emit, metric_rows, render, to_json, write
 from harness.plugins.manager import TRACE_ENV, get_plugin_manager
@@ -34,14 +34,16 @@ LAZY_COMMANDS = {
 }
 
 LIST_KINDS = ("models", "hardware", "optimizers", "problems", "analyzers", "sources")
+DEBUG_ENV = "BENCH_DEBUG"
 
 
 # --------------------------------------------------------------------------- helpers
 def store_option(func: Callable) -> Callable:
     """Adds ``--store PATH`` (default: ``$BENCH_STORE`` or the user data folder)."""
     return click.option(
-        "--store", "store_path", envvar=STORE_ENV, type=click.Path(dir_okay=False),
-        help=f"Results database (SQLite). Default: ${STORE_ENV} or ~/.local/share/bench/results.sqlite.",
+        "--store", "store_path", envvar=STORE_ENV, type=params.OUTPUT_FILE,
+        help=f"Results database (SQLite); its folder must exist. Default: ${STORE_ENV} or "
+             "~/.local/share/bench/results.sqlite (that folder is created).",
     )(func)
 
 
@@ -144,6 +146,44 @@ class BenchGroup(click.Group):
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
 
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        """Every way out of ``bench`` is one line on stderr and a documented exit code.
+
+        0: done; 2: a user error (:class:`~harness.errors.BenchUsageError`, a bad
+        option); 1: an internal error (a bug: the traceback with ``--debug`` or
+        ``BENCH_DEBUG=1``); 130: Ctrl-C (every result stored so far is kept: each
+        store write commits at once). Returns the code unless ``standalone_mode``,
+        which exits with it.
+        """
+        prog = prog_name or "bench"
+        try:
+            rv = super().main(args=args, prog_name=prog, standalone_mode=False, **extra)
+            code = rv if isinstance(rv, int) else 0
+        except click.exceptions.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else prog
+            print(f"Error: {_one_line(exc.format_message())} (see '{where} --help')",
+                  file=sys.stderr)
+            code = 2
+        except click.ClickException as exc:
+            print(f"Error: {_one_line(exc.format_message())}", file=sys.stderr)
+            code = exc.exit_code
+        except (click.Abort, KeyboardInterrupt):
+            print("interrupted: results stored so far are kept", file=sys.stderr)
+            code = 130
+        except BrokenPipeError:
+            sys.stderr.close()  # output piped into `head`: not an error
+            code = 0
+        except Exception as exc:
+            if os.environ.get(DEBUG_ENV, "").strip() not in ("", "0"):
+                raise
+            print(f"internal error: {type(exc).__name__}: {_one_line(exc)[:500]} (run with "
+                  f"--debug or {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
+            code = 1
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
     def resolve_command(self, ctx: click.Context, args: list[str]):
         name = args[0] if args else ""
         if name and not name.startswith("-") and self.get_command(ctx, name) is None:
@@ -153,6 +193,15 @@ class BenchGroup(click.Group):
         return super().resolve_command(ctx, args)
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _debug(_ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        os.environ[DEBUG_ENV] = "1"  # for the processes bench starts (MPI ranks) too
+
+
 def _trace(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if value:
         os.environ[TRACE_ENV] = "1"  # for managers created later, MPI ranks included
@@ -160,12 +209,18 @@ def _trace(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
 
 
 def _layer_cache(_ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
-    if value:
+    if value is not None:
+        if value.strip().lower() != "off":
+            from harness.paths import output_dir
+
+            output_dir(value, "--layer-cache")  # made when first written, if only it is missing
         os.environ["BENCH_LAYER_CACHE"] = value  # harness.layer_cache; matrix workers inherit it
 
 
 @click.group(cls=BenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="bench")
+@click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_debug,
+              help=f"Show the traceback of an internal error (or set {DEBUG_ENV}=1).")
 @click.option("--trace-plugins", is_flag=True, expose_value=False, is_eager=True,
               callback=_trace, help=f"Print every plugin hook call to stderr (or set {TRACE_ENV}=1).")
 @click.option("--layer-cache", metavar="DIR|off", expose_value=False, is_eager=True,
@@ -248,15 +303,6 @@ def list_command(kind: str, fmt: str) -> None:
 
 
 # --------------------------------------------------------------------------- run
-def _positive(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
-    def check(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
-        if value is not None and value <= 0:
-            raise BenchUsageError(f"{name} must be a positive integer, not {value}")
-        return value
-
-    return check
-
-
 def run_one(
     model_name: str,
     hw_name: str,
@@ -279,9 +325,7 @@ def run_one(
     model = pm.model(model_name)
     backend = pm.backend(hw_name)
     options = backend.parse_options(hw_opts)
-    size = model.input_size
-    if input_size is not None:
-        size = (model.input_size[0], input_size, input_size)
+    size = model.sized(input_size)
     request = RunRequest(model=model, batch=batch, input_size=size, options=options,
                          per_layer=per_layer, quiet=quiet, progress=progress)
     result = backend.run(request)
@@ -303,15 +347,14 @@ def run_one(
 @cli.command("run")
 @click.option("--model", "model_name", required=True, help="Model name (see `bench list models`).")
 @click.option("--hw", "hw_name", required=True, help="Hardware backend (see `bench list hardware`).")
-@click.option("--batch", type=int, default=1, show_default=True, callback=_positive("--batch"),
-              help="Batch size.")
-@click.option("--input-size", type=int, default=None, callback=_positive("--input-size"),
+@click.option("--batch", type=params.BATCH, default=1, show_default=True, help="Batch size.")
+@click.option("--input-size", type=params.INPUT_SIZE, default=None,
               help="Input height and width (default: the model's).")
 @click.option("--hw-opt", "hw_opts", multiple=True, metavar="KEY=VALUE",
               help="Backend option; repeat for several (see `bench list hardware`).")
 @click.option("--layers", "per_layer", is_flag=True, help="Also print the per-layer table.")
 @format_option()
-@click.option("--out", type=click.Path(dir_okay=False), help="Write the output to this file.")
+@click.option("--out", type=params.OUTPUT_FILE, help="Write the output to this file.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--no-store", is_flag=True, help="Do not store the result.")
 @store_option
@@ -373,7 +416,7 @@ def _result_row(r: StoredResult) -> dict[str, Any]:
 
 @results_group.command("list")
 @click.option("--kind", type=click.Choice(["run", "sweep"]), help="Only runs or only sweeps.")
-@click.option("--limit", type=int, default=50, show_default=True, callback=_positive("--limit"),
+@click.option("--limit", type=params.LIMIT, default=50, show_default=True,
               help="Show the newest N.")
 @format_option()
 @store_option
@@ -425,7 +468,7 @@ def results_show(result_id: str, fmt: str, store_path: str | None) -> None:
 @results_group.command("export")
 @format_option("json", "csv")
 @click.option("--kind", type=click.Choice(["run", "sweep"]), help="Only runs or only sweeps.")
-@click.option("--out", type=click.Path(dir_okay=False), help="Write to this file.")
+@click.option("--out", type=params.OUTPUT_FILE, help="Write to this file.")
 @store_option
 def results_export(fmt: str, kind: str | None, out: str | None, store_path: str | None) -> None:
     """Export every stored result (JSON keeps everything; CSV flattens the summary)."""
@@ -454,26 +497,9 @@ def results_export(fmt: str, kind: str | None, out: str | None, store_path: str 
 
 # --------------------------------------------------------------------------- entry point
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``bench``; user errors print one line and exit 2, never a traceback."""
-    prog = "bench"
-    try:
-        rv = cli.main(args=list(argv) if argv is not None else None, prog_name=prog,
-                      standalone_mode=False)
-    except click.exceptions.UsageError as exc:
-        ctx = exc.ctx
-        where = ctx.command_path if ctx is not None else prog
-        print(f"Error: {exc.format_message()} (see '{where} --help')", file=sys.stderr)
-        return 2
-    except click.ClickException as exc:
-        print(f"Error: {exc.format_message()}", file=sys.stderr)
-        return exc.exit_code
-    except (click.Abort, KeyboardInterrupt):
-        print("Aborted: results stored so far are kept.", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        sys.stderr.close()  # output piped into `head`: not an error
-        return 0
-    return rv if isinstance(rv, int) else 0
+    """Run ``bench`` and return its exit code (see :meth:`BenchGroup.main`)."""
+    return cli.main(args=list(argv) if argv is not None else None, prog_name="bench",
+                    standalone_mode=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

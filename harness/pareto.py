@@ -191,8 +191,9 @@ def plot_fronts(points: Sequence[DesignPoint], y: Objective, xs: Sequence[Object
             if l not in labels:
                 handles.append(h)
                 labels.append(l)
-    fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=8,
-               frameon=False)
+    if labels:  # none when no point has the accuracy the fronts need
+        fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=8,
+                   frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.08, 1, 0.95 if title else 1))

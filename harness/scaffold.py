@@ -14,6 +14,7 @@ from harness import __version__
 from harness.errors import BenchUsageError
 
 NAME = re.compile(r"[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*")
+MAX_NAME = 64  # it becomes a folder, a module and a distribution name
 
 PYPROJECT = '''\
 [build-system]
@@ -196,9 +197,10 @@ def write_package(name: str, root: Path) -> list[Path]:
     Refuses (:class:`BenchUsageError`) a name that is not a lower-case identifier
     and a ``root`` that exists and is not empty, so nothing is ever overwritten.
     """
-    if not NAME.fullmatch(name):
+    if not NAME.fullmatch(name) or len(name) > MAX_NAME:
         raise BenchUsageError(f"plugin name '{name}' must be lower-case letters and digits, "
-                              "words joined by '-' or '_', starting with a letter (e.g. mychip)")
+                              "words joined by '-' or '_', starting with a letter, at most "
+                              f"{MAX_NAME} characters (e.g. mychip)")
     root = Path(root)
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise BenchUsageError(f"'{root}' already exists and is not empty; choose --dir")

@@ -153,6 +153,30 @@ class ModelSpec:
         """Call ``builder``."""
         return self.builder()
 
+    @property
+    def flat_input(self) -> bool:
+        """No height and width: ``(features,)`` or ``(features, 1, 1)``."""
+        size = tuple(self.input_size)
+        return len(size) != 3 or size[1:] == (1, 1)
+
+    def sized(self, side: int | None) -> tuple[int, ...]:
+        """The input at ``--input-size side`` (``None``: the model's own): ``(C, side, side)``.
+
+        A flat-input model (``(features,)``, or ``(features, 1, 1)``) has no height and
+        width to replace, so asking for another size is a one-line error.
+        """
+        from harness.errors import BenchUsageError
+
+        size = tuple(self.input_size)
+        if side is None or (len(size) == 3 and size[1:] == (side, side)):
+            return size
+        if self.flat_input:
+            shape = f" ({'x'.join(map(str, size))})" if len(size) > 1 else ""
+            raise BenchUsageError(
+                f"model '{self.name}' takes a flat input of {size[0]} features{shape}, no "
+                "height or width, so --input-size does not apply; drop it")
+        return (size[0], side, side)
+
 
 # --------------------------------------------------------------------------- hardware
 @dataclass

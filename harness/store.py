@@ -19,6 +19,7 @@ from typing import Any, Iterator, Sequence
 
 from harness.environment import utc_now
 from harness.errors import BenchUsageError
+from harness.paths import output_file
 from harness.output import jsonable
 
 STORE_ENV = "BENCH_STORE"
@@ -129,9 +130,13 @@ class ResultStore:
     """Reads and writes results; open one per process (connections are not shared)."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
-        self.path = Path(path).expanduser() if path else default_store_path()
+        chosen = bool(path) or bool(os.environ.get(STORE_ENV))
+        # Only the default location's folders are made (and that is said): a folder the
+        # user named and that is missing is a typo, not a request.
+        self.path = output_file(path or os.environ.get(STORE_ENV) or default_store_path(),
+                                "--store" if path else f"${STORE_ENV}" if chosen
+                                else "results store", create_parents=not chosen)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             self._db.execute("PRAGMA busy_timeout = 60000")
             self._db.execute("PRAGMA journal_mode = WAL")
@@ -262,7 +267,9 @@ class ResultStore:
             rid = int(result_id)
         except (TypeError, ValueError):
             raise BenchUsageError(f"result id must be a number, not '{result_id}'") from None
-        row = self._db.execute("SELECT * FROM results WHERE id=?", (rid,)).fetchone()
+        # SQLite ids are 64-bit: a larger number is no stored result (and no overflow)
+        row = (self._db.execute("SELECT * FROM results WHERE id=?", (rid,)).fetchone()
+               if -2**63 <= rid < 2**63 else None)
         if row is None:
             last = self._db.execute("SELECT MAX(id) FROM results").fetchone()[0]
             valid = f"ids run from 1 to {last}" if last else "the store is empty"

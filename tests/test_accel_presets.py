@@ -110,8 +110,10 @@ def test_malformed_files_and_unknown_suffixes_are_one_line_errors(tmp_path):
     assert "not valid TOML" in error_of(tmp_path, 'array = "8x8\n')
     assert "not valid JSON" in error_of(tmp_path, '{"array": ', "chip.json")
     assert "expected a .toml or .json file" in error_of(tmp_path, "array: 8x8", "chip.yaml")
-    with pytest.raises(BenchUsageError, match="no such file"):
+    with pytest.raises(BenchUsageError, match="missing.toml' does not exist"):
         accel_presets.load_preset(tmp_path / "missing.toml", BASE)
+    with pytest.raises(BenchUsageError, match="is a directory, not a file"):
+        accel_presets.load_preset(tmp_path, BASE)
 
 
 def test_energy_tables_by_name_by_relative_path_and_inline(tmp_path):

@@ -188,7 +188,8 @@ def bad_input_cases(rows, tmp: Path):
     cases = [
         (["--input", str(write_csv(renamed, tmp / "renamed.csv")), "--epsilon", "1e-4"],
          "no column 'iter_time_s' (did you mean 'iter_time'?)"),
-        (["--input", str(tmp / "missing.csv"), "--epsilon", "1e-4"], "cannot read --input file"),
+        (["--input", str(tmp / "missing.csv"), "--epsilon", "1e-4"],
+         "missing.csv' does not exist"),
         (["--input", str(good), "--epsilon", "1e-12"], "never reached suboptimality 1e-12"),
         (["--input", str(write_csv([r for r in rows if r["ranks"] in (1, 2)], tmp / "two.csv")),
           "--epsilon", "1e-4"], "run 2 more at new sizes"),

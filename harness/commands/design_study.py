@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 import click
 
+from harness import params, paths
 from harness.cli import open_store, record_result, split_names, store_option
 from harness.errors import BenchUsageError
 from harness.output import render, to_json, write
@@ -299,12 +300,12 @@ def _plot_sensitivity(rows: list[dict[str, Any]], path: str) -> None:
 @click.option("--hw-opt", "hw_opts", multiple=True, metavar="[BACKEND:]KEY=VALUE",
               help="Backend option for every run (e.g. dram_bw=4).")
 @click.option("--no-sensitivity", is_flag=True, help="Skip the one-at-a-time sensitivity runs.")
-@click.option("--plot-dir", type=click.Path(file_okay=False), default=None,
+@click.option("--plot-dir", type=params.OUTPUT_DIR, default=None,
               help="Write design_study_{ratios,layers,sensitivity}.{png,svg} here.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False), help="Write the output to this file.")
-@click.option("--jobs", type=click.IntRange(min=1), default=None,
+@click.option("--out", type=params.OUTPUT_FILE, help="Write the output to this file.")
+@click.option("--jobs", type=params.JOBS, default=None,
               help="Worker processes (default: one per core).")
 @click.option("--no-store", is_flag=True, help="Do not store the runs.")
 @store_option
@@ -402,7 +403,7 @@ def command(backends: str, reference: str, hw_opts: tuple[str, ...], no_sensitiv
                      f"onchip {cfg['onchip']}")
     plots = []
     if plot_dir:
-        os.makedirs(plot_dir, exist_ok=True)
+        paths.output_dir(plot_dir, "--plot-dir", create=True)
         for suffix in ("png", "svg"):
             path = os.path.join(plot_dir, f"design_study_ratios.{suffix}")
             _plot_ratios(table, path)

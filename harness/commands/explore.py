@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import click
 
+from harness import params
 from harness.cli import format_option, open_store, record_result, split_names, store_option
 from harness.errors import BenchUsageError, unknown_choice
 from harness.output import render, to_json, write
@@ -56,7 +57,7 @@ def _params(model: Any, input_size: tuple[int, ...]) -> int:
 
 
 def _float_option(name: str) -> Any:
-    return click.option(name, type=click.FloatRange(min=0, min_open=True), default=None)
+    return click.option(name, type=params.POSITIVE, default=None)
 
 
 def design_points(models: Sequence[Any], backends: Sequence[Any], hw_opts: Sequence[str],
@@ -92,13 +93,13 @@ def design_points(models: Sequence[Any], backends: Sequence[Any], hw_opts: Seque
             results.append((res, stored))
     finally:
         progress.close()
-    params: dict[str, int] = {}
+    param_counts: dict[tuple[str, tuple[int, ...]], int] = {}
     out = []
     for res, stored in sorted(results, key=lambda r: r[0].index):
         model = by_name[res.cell.model]
         size = tuple(res.fields["options"]["input_size"])
-        if (model.name, size) not in params:
-            params[(model.name, size)] = _params(model, size)
+        if (model.name, size) not in param_counts:
+            param_counts[(model.name, size)] = _params(model, size)
         reported = {m.name: m.value for m in model.reported}
         summary = res.summary
         time_s = summary.get("time_s", summary.get("median_s"))
@@ -107,7 +108,7 @@ def design_points(models: Sequence[Any], backends: Sequence[Any], hw_opts: Seque
             metrics={"top1": reported.get("top1"), "top5": reported.get("top5"),
                      "energy": _energy(summary),
                      "time_ms": time_s * 1e3 if isinstance(time_s, (int, float)) else None,
-                     "params": params[(model.name, size)], "macs": summary.get("macs"),
+                     "params": param_counts[(model.name, size)], "macs": summary.get("macs"),
                      "utilization": summary.get("utilization")},
             info={"model": model.name, "hardware": res.cell.point.label,
                   "energy_unit": summary.get("energy_unit", ""),
@@ -132,28 +133,28 @@ def _row(p: DesignPoint, status: str) -> dict[str, Any]:
               help="Sweep a backend option; repeat for a cartesian product.")
 @click.option("--hw-opt", "hw_opts", multiple=True, metavar="[BACKEND:]KEY=VALUE",
               help="Fixed backend option for every point.")
-@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--input-size", type=click.IntRange(min=1), default=None,
+@click.option("--batch", type=params.BATCH, default=1, show_default=True)
+@click.option("--input-size", type=params.INPUT_SIZE, default=None,
               help="Input height and width (default: each model's).")
 @_float_option("--max-energy")
 @_float_option("--max-time-ms")
-@click.option("--max-params", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--max-params", type=params.POSITIVE, default=None,
               help="Largest parameter count (e.g. 2e6).")
-@click.option("--min-top1", type=click.FloatRange(0, 100), default=None,
+@click.option("--min-top1", type=params.PERCENT, default=None,
               help="Smallest reported top-1 accuracy, percent.")
-@click.option("--min-top5", type=click.FloatRange(0, 100), default=None,
+@click.option("--min-top5", type=params.PERCENT, default=None,
               help="Smallest reported top-5 accuracy, percent.")
 @click.option("--accuracy", type=click.Choice(sorted(ACCURACY)), default="top1", show_default=True,
               help="Which reported accuracy the fronts use.")
 @click.option("--against", default="energy,time,params", show_default=True,
               help="Costs to make fronts against: any of energy, time, params.")
 @click.option("--all-points", is_flag=True, help="List every point, not only the fronts.")
-@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+@click.option("--plot", type=params.OUTPUT_FILE, default=None,
               help="Write the fronts to this .png, .svg or .pdf file.")
-@click.option("--jobs", type=click.IntRange(min=1), default=None,
+@click.option("--jobs", type=params.JOBS, default=None,
               help="Worker processes (default: one per core).")
 @format_option()
-@click.option("--out", type=click.Path(dir_okay=False), help="Write the output to this file.")
+@click.option("--out", type=params.OUTPUT_FILE, help="Write the output to this file.")
 @click.option("--quiet", is_flag=True, help="No progress line.")
 @click.option("--no-store", is_flag=True, help="Do not store the runs.")
 @store_option
@@ -176,6 +177,14 @@ def command(models: str, backends: str, vary: tuple[str, ...], hw_opts: tuple[st
     hw_specs = [pm.backend(n) for n in split_names(backends)]
     if not model_specs or not hw_specs:
         raise BenchUsageError("--model and --hw each need at least one name")
+    if input_size is not None and [n.lower() for n in names] == ["all"]:
+        flat = [m.name for m in model_specs if m.flat_input]
+        if flat:
+            print(f"warning: --input-size skips flat-input models: {', '.join(flat)}",
+                  file=sys.stderr)
+            model_specs = [m for m in model_specs if m.name not in flat]
+    for spec in model_specs:
+        spec.sized(input_size)  # a flat-input model with --input-size: one line
     costs = []
     for key in split_names(against):
         if key not in COSTS:

@@ -11,8 +11,8 @@ from typing import Any
 
 import click
 
+from harness import params
 from harness.cli import format_option
-from harness.errors import BenchUsageError
 from harness.layer_cache import cached_layers
 from harness.output import render, to_json, write
 from harness.plugins.manager import get_plugin_manager
@@ -21,29 +21,22 @@ TABLE_COLUMNS = ["name", "kind", "in_shape", "out_shape", "kernel", "stride", "p
                  "groups", "params", "macs"]
 
 
-def _check_positive(option: str, value: int | None) -> None:
-    if value is not None and value <= 0:
-        raise BenchUsageError(f"{option} must be a positive integer, not {value}")
-
-
 @click.command("inspect")
 @click.option("--model", "model_name", required=True, help="Model name (see `bench list models`).")
-@click.option("--input-size", type=int, default=None,
+@click.option("--input-size", type=params.INPUT_SIZE, default=None,
               help="Input height and width (default: the model's).")
-@click.option("--batch", type=int, default=1, show_default=True,
+@click.option("--batch", type=params.BATCH, default=1, show_default=True,
               help="Batch size (MACs cover the whole batch).")
 @format_option()
-@click.option("--out", type=click.Path(dir_okay=False), help="Write the output to this file.")
+@click.option("--out", type=params.OUTPUT_FILE, help="Write the output to this file.")
 def command(model_name: str, input_size: int | None, batch: int, fmt: str,
             out: str | None) -> None:
     """Print a model's layer table with totals: shapes, kernel, stride, padding, groups,
     parameters and MACs of every operation, as every hardware backend sees them."""
     from harness.layers import totals
 
-    _check_positive("--input-size", input_size)
-    _check_positive("--batch", batch)
     spec = get_plugin_manager().model(model_name)
-    size = spec.input_size if input_size is None else (spec.input_size[0], input_size, input_size)
+    size = spec.sized(input_size)
     layers = cached_layers(spec, size, batch)  # traced once per model and size
     sums = totals(layers)
     if fmt == "json":

@@ -31,6 +31,7 @@ from harness.cells import (
     hardware_points,
     run_cells,
 )
+from harness import params
 from harness.cli import format_option, open_store, record_result, split_names, store_option
 from harness.errors import BenchUsageError
 from harness.output import render, to_json, write
@@ -142,20 +143,20 @@ def _ordered(cells: list[Cell], base: str) -> list[Cell]:
 @click.option("--model", "models", required=True, help="Comma-separated model names.")
 @click.option("--hw", "backends", required=True, help="Comma-separated backend names.")
 @click.option("--baseline", help="Model the ratios are against (default: the first).")
-@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--input-size", type=click.IntRange(min=1), default=None,
+@click.option("--batch", type=params.BATCH, default=1, show_default=True)
+@click.option("--input-size", type=params.INPUT_SIZE, default=None,
               help="Input height and width.")
 @click.option("--hw-opt", "hw_opts", multiple=True, metavar="[BACKEND:]KEY=VALUE",
               help="Backend option; unscoped options go to every backend that has them.")
 @click.option("--vary", "vary", multiple=True, metavar=VARY_SYNTAX,
               help="One hardware point per value (repeat: every combination), e.g. "
                    "--vary dataflow=ws,os.")
-@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--jobs", type=params.JOBS, default=1, show_default=True,
               help="Worker processes (joblib) for tracing missing layer tables and for "
                    "simulator cells when there are 150+ per worker; timed cells always run "
                    "one at a time here. On 2 shared cores one process is fastest.")
 @format_option()
-@click.option("--out", type=click.Path(dir_okay=False),
+@click.option("--out", type=params.OUTPUT_FILE,
               help="Also write the whole table, in grid order, to this file.")
 @click.option("--layers", "per_layer", is_flag=True,
               help="Also store each cell's per-layer rows (hundreds per cell; off by default).")
@@ -172,6 +173,8 @@ def command(models: str, backends: str, baseline: str | None, batch: int,
     hw_specs = [pm.backend(n) for n in split_names(backends)]
     if not model_specs or not hw_specs:
         raise BenchUsageError("--model and --hw each need at least one name")
+    for spec in model_specs:
+        spec.sized(input_size)  # a flat-input model with --input-size: one line, not N cells
     names = list(dict.fromkeys(m.name for m in model_specs))
     base = pm.model(baseline).name if baseline else names[0]
     if base not in names:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from harness import params
 from harness.cli import format_option
 from harness.output import to_json, write
 
@@ -52,7 +53,7 @@ def check(ctx: click.Context, target: str, model_name: str | None, fmt: str) -> 
 
 @command.command("new")
 @click.argument("name")
-@click.option("--dir", "directory", type=click.Path(file_okay=False), default=None,
+@click.option("--dir", "directory", type=params.OUTPUT_DIR, default=None,
               help="Where to write the package (default: ./bench-NAME).")
 def new(name: str, directory: str | None) -> None:
     """Write a ready plugin package: pyproject with the entry point, one model, one backend,
@@ -67,7 +68,7 @@ def new(name: str, directory: str | None) -> None:
 
 
 @command.command("reference")
-@click.option("--out", type=click.Path(dir_okay=False), help="Write to this file.")
+@click.option("--out", type=params.OUTPUT_FILE, help="Write to this file.")
 def reference(out: str | None) -> None:
     """Print the reference of every hook and spec, generated from the code (docs/reference.md)."""
     from harness.reference import generate

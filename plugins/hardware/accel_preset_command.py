@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from harness import hookimpl
+from harness import hookimpl, params
 from harness.errors import BenchUsageError, unknown_choice
 from harness.output import emit, render, write
 
@@ -71,7 +71,7 @@ def show_preset(name: str) -> None:
 
 
 @preset_group.command("check")
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=params.INPUT_FILE)
 def check_presets(files: tuple[str, ...]) -> None:
     """Validate preset files; the first problem is a one-line error (exit code 2)."""
     from plugins.hardware import accel, accel_presets

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from harness.errors import BenchUsageError, closest
+from harness.paths import input_file
 from harness.specs import OptionSpec
 
 if sys.version_info >= (3, 11):
@@ -91,8 +92,7 @@ def _read(source: Any) -> tuple[dict[str, Any], str, Path | None, str, str]:
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         where, folder, name = str(source), path.parent, path.name
-        if not path.is_file():
-            raise BenchUsageError(f"{where}: no such file")
+        input_file(path, "preset or energy-table file")
         reader: Callable[[], str] = lambda: path.read_text(encoding="utf-8")  # noqa: E731
     elif hasattr(source, "read_text") and hasattr(source, "name"):
         where, folder, name = str(source), None, str(source.name)
@@ -172,7 +172,9 @@ def load_energy(ref: Any, folder: Path | None = None, where: str = "") -> Energy
         path = Path(ref)
         if folder is not None and not path.is_absolute():
             path = folder / path
-        if not path.is_file():
+        if path.exists():
+            input_file(path, f"{where}: energy table")
+        else:
             raise BenchUsageError(
                 f"{where}: bad value '{ref}' for field 'energy': no such energy table; valid: "
                 + ", ".join(sorted(builtin)) + ", or a path to a .toml/.json table")

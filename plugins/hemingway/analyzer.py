@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import click
 
-from harness import AnalyzerSpec, BenchUsageError, hookimpl
+from harness import AnalyzerSpec, BenchUsageError, hookimpl, params
 from harness.cli import format_option, open_store, store_option
 from harness.output import render, to_json, write
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from plugins.hemingway.ranking import Objective
     from plugins.hemingway.system_model import Term
 
-POSITIVE = click.FloatRange(min=0, min_open=True)
+POSITIVE = params.POSITIVE
 
 
 @hookimpl
@@ -57,13 +57,13 @@ def _warn(messages: list[str]) -> None:
               help="Target suboptimality (objective - f*).")
 @click.option("--problem", metavar="NAME",
               help="Problem to rank when the measurements hold several.")
-@click.option("--input", "input_path", type=click.Path(dir_okay=False),
+@click.option("--input", "input_path", type=params.INPUT_FILE,
               help="Measurements from a CSV or JSON file instead of the store "
                    "(format: docs/hemingway.md).")
 @store_option
 @click.option("--n", "n_filter", type=POSITIVE, metavar="N",
               help="Problem size n to rank when the runs hold several.")
-@click.option("--max-ranks", type=click.IntRange(min=1), metavar="M",
+@click.option("--max-ranks", type=params.RANKS,
               help="Rank m = 1..M. Default: twice the largest measured m.")
 @click.option("--objective", type=click.Choice(["time", "cost"], case_sensitive=False),
               default="time", show_default=True, help="Minimise time, or cost (time x m).")
@@ -73,25 +73,25 @@ def _warn(messages: list[str]) -> None:
               help="Cost limit (machine-seconds, or money with --price-per-machine-hour); "
                    "with --suggest: machine-seconds to spend on new runs.")
 @click.option("--price-per-machine-hour", type=POSITIVE, metavar="P", help="Report cost as money.")
-@click.option("--cores", type=click.IntRange(min=1), metavar="C",
+@click.option("--cores", type=params.RANKS,
               help="The ranks shared this many cores of one machine: computation divides "
                    "across min(m, cores), not m.")
 @click.option("--term", "terms", multiple=True, metavar="EXPR",
               help="Extra system-model term: an expression in m and n (e.g. 'm**2') or a "
                    "name registered by a plugin. Repeatable.")
-@click.option("--draws", "--bootstrap", "draws", type=click.IntRange(min=0), default=400,
+@click.option("--draws", "--bootstrap", "draws", type=params.BOOTSTRAP, default=400,
               show_default=True, metavar="B",
               help="Draws of the uncertainty model for the intervals and P(best) (0: none).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draws.")
+@click.option("--seed", type=params.SEED, default=0, show_default=True, help="Seed of the draws.")
 @format_option("table", "json")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
+@click.option("--plot", "plot_path", type=params.OUTPUT_FILE,
               help="Draw fitted curves and predicted time-to-eps to this image file.")
 @click.option("--validate", type=click.Choice(["loo", "extrapolate"], case_sensitive=False),
               is_flag=False, flag_value="loo", default=None, metavar="[loo|extrapolate]",
               help="Check the predictions: 'loo' (the default when no value is given) leaves "
                    "one cluster size out at a time; 'extrapolate' fits on the smaller sizes, "
                    "predicts the largest and checks the 90% intervals there.")
-@click.option("--hold-out", type=click.IntRange(min=1), metavar="K",
+@click.option("--hold-out", type=params.Count(1000), metavar="K",
               help="With --validate extrapolate: how many of the largest sizes to predict "
                    "(default 2 when the rest still determine the system model, else 1).")
 @click.option("--suggest", is_flag=True,

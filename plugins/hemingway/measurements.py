@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from harness.errors import BenchUsageError, closest, unknown_choice
+from harness.paths import input_file
 
 REQUIRED_COLUMNS = ("algorithm", "ranks", "iteration", "iter_time_s", "suboptimality")
 # Read when present; every other column is ignored.
@@ -167,7 +168,7 @@ def from_file(path: str, problem: str | None, n: float | None = None) -> Measure
 
 def read_rows(path: str) -> tuple[list[dict[str, Any]], Callable[[int], str]]:
     """Raw rows and a function naming row k for error messages."""
-    file = Path(path)
+    file = input_file(path, "--input")
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import click
 
+from harness import params
 from harness.cli import format_option, store_option
 from harness.errors import BenchUsageError
 
@@ -284,7 +285,7 @@ def _pairs(text: str | None, what: str) -> list[str]:
               help="Problem option (mpi source); repeat for several.")
 @click.option("--opt", "opt_pairs", multiple=True, metavar="[ALGORITHM:]KEY=VALUE",
               help="Algorithm hyperparameter (mpi source); repeat for several.")
-@click.option("--budget", required=True, type=click.FloatRange(min=0, min_open=True),
+@click.option("--budget", required=True, type=params.POSITIVE,
               metavar="MACHINE_SECONDS", help="Machine-seconds (seconds x ranks) to spend on runs.")
 @click.option("--confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               default=0.9, show_default=True,
@@ -292,24 +293,24 @@ def _pairs(text: str | None, what: str) -> list[str]:
 @click.option("--tolerance", type=click.FloatRange(0, 1, max_open=True), default=0.05,
               show_default=True,
               help="How close to the best counts as best (0.05: within 5%; 0: exactly P(best)).")
-@click.option("--max-ranks", type=click.IntRange(min=1), metavar="M",
+@click.option("--max-ranks", type=params.RANKS, metavar="M",
               help="Largest cluster size to consider (default: the source's limit; the mpi "
                    "source has none, so give it).")
 @click.option("--initial-ranks", metavar="K,K,...",
               help="Sizes of round 1 (default: 1,2,4,8 capped by --max-ranks, filled up to "
                    "as many sizes as the system model has terms).")
-@click.option("--max-rounds", type=click.IntRange(min=1), default=4, show_default=True,
+@click.option("--max-rounds", type=params.Count(1000), default=4, show_default=True,
               help="Rounds of measurement at most, round 1 included.")
-@click.option("--runs-per-round", type=click.IntRange(min=1), metavar="N",
+@click.option("--runs-per-round", type=params.Count(10_000), metavar="N",
               help="Runs per round after the first (default: 2 per algorithm).")
-@click.option("--iterations", type=click.IntRange(min=1), metavar="N",
+@click.option("--iterations", type=params.ITERATIONS, metavar="N",
               help="Most iterations per run (default: the source's own cap).")
 @click.option("--term", "extra_terms", multiple=True, metavar="EXPR",
               help="Extra system-model term, as in `bench rank --term`. Repeatable.")
 @click.option("--session", "session_name", metavar="NAME",
               help="Name the session (default: derived from the question, so the same "
                    "command resumes it).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the posterior draws.")
+@click.option("--seed", type=params.SEED, default=0, show_default=True, help="Seed of the posterior draws.")
 @format_option("table", "json")
 @store_option
 def tune_command(problem: str, algorithms: str, epsilon: float, source: str,

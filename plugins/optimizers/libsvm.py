@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from harness.errors import BenchUsageError
 from harness.locations import cache_root
+from harness.paths import input_file
 
 
 
@@ -137,9 +138,7 @@ def _parse_cached(content_hash: str, path: str) -> dict[str, Any]:
 
 def load(path: str | os.PathLike[str], use_cache: bool = True) -> dict[str, Any]:
     """Parse ``path`` once per content; later calls load the arrays from the cache."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise BenchUsageError(f"LIBSVM file '{path}' does not exist")
+    path = input_file(path, "LIBSVM file")
     content = file_hash(path)
     if not use_cache:
         return parse(path)

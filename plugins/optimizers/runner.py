@@ -168,6 +168,10 @@ def _run(comm: Comm, cfg: SweepConfig, state: _Run) -> int:
     check_pairing(optimizer, problem_spec)
     hp = parse_algorithm_options(optimizer, cfg.opt_pairs)
     po = parse_options(problem_spec.options, cfg.problem_pairs, f"problem '{problem_spec.name}'")
+    if cfg.save_iterate:  # every rank checks, so all refuse together before any work
+        from harness.paths import output_file
+
+        output_file(cfg.save_iterate, "--save-iterate")
 
     def open_store() -> None:
         if cfg.store_path is not None:

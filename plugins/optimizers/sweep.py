@@ -29,6 +29,7 @@ from typing import Any, Sequence
 
 import click
 
+from harness import params, paths
 from harness.cli import format_option, store_option
 from harness.errors import BenchUsageError
 from plugins.optimizers.jobs import (
@@ -61,13 +62,22 @@ def parse_ranks(text: str) -> list[int]:
             value = int(part)
         except ValueError:
             value = 0
-        if value <= 0:
-            raise BenchUsageError(f"--ranks takes positive integers separated by commas "
-                                  f"(like 1,2,4,8), not '{text}'")
+        if not 0 < value <= params.RANKS.maximum:
+            raise BenchUsageError(f"--ranks takes integers from 1 to {params.RANKS.maximum:,} "
+                                  f"separated by commas (like 1,2,4,8), not '{text}'")
         ranks.append(value)
     if not ranks:
         raise BenchUsageError("--ranks needs at least one cluster size (like 1,2,4,8)")
     return ranks
+
+
+def iterate_path(template: str, optimizer: str, ranks: int) -> str:
+    """The --save-iterate file of one job ({optimizer} and {ranks} filled in)."""
+    try:
+        return template.format(optimizer=optimizer, ranks=ranks)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise BenchUsageError(f"--save-iterate '{template}': only {{optimizer}} and {{ranks}} "
+                              f"may appear in braces ({type(exc).__name__}: {exc})") from None
 
 
 # --------------------------------------------------------------------------- mpiexec
@@ -85,9 +95,7 @@ class MpiExec:
              extra: Sequence[str] = ()) -> "MpiExec":
         """``--mpiexec``, else the one next to this Python (the mpich wheel), else PATH."""
         if explicit:
-            path = shutil.which(explicit) or (explicit if os.access(explicit, os.X_OK) else None)
-            if path is None:
-                raise BenchUsageError(f"--mpiexec '{explicit}' is not an executable")
+            path = paths.executable(explicit, "--mpiexec")
         else:
             beside = Path(sys.executable).parent / "mpiexec"
             path = (str(beside) if os.access(beside, os.X_OK) else
@@ -96,8 +104,8 @@ class MpiExec:
                 raise BenchUsageError(
                     "no mpiexec found next to this Python or on PATH; install the MPICH wheel "
                     "(pip install mpich) or a system MPI, or pass --mpiexec PATH")
-        if hostfile and not Path(hostfile).is_file():
-            raise BenchUsageError(f"hostfile '{hostfile}' does not exist")
+        if hostfile:
+            paths.input_file(hostfile, "--hostfile")
         return cls(path, cls.detect_flavour(path), hostfile, tuple(extra))
 
     @staticmethod
@@ -235,7 +243,7 @@ class Launcher:
         if self.separate_wait:
             args.append("--separate-wait")
         if self.save_iterate:
-            args += ["--save-iterate", self.save_iterate.format(optimizer=optimizer, ranks=ranks)]
+            args += ["--save-iterate", iterate_path(self.save_iterate, optimizer, ranks)]
         return args
 
     def run_job(self, optimizer: str, ranks: int, progress: JobProgress,
@@ -395,6 +403,9 @@ def make_launcher(*, optimizers: list[str], problem: str, opt_pairs: Sequence[st
                                               and "{ranks}" in save_iterate):
         raise BenchUsageError("--save-iterate with several jobs needs {optimizer} and {ranks} "
                               "in the file name")
+    if save_iterate:
+        for name, k in jobs:
+            paths.output_file(iterate_path(save_iterate, name, k), "--save-iterate")
     mpi = MpiExec.find(mpiexec, hostfile, mpiexec_args)
     if not isinstance(store, ResultStore):
         store = ResultStore(store)
@@ -458,16 +469,6 @@ def launch(*, optimizers: list[str], problem: str, ranks: list[int], opt_pairs: 
 
 
 # --------------------------------------------------------------------------- the command
-def _positive(name: str, kind: str = "number"):
-    """A click callback refusing values <= 0 (and NaN) with a one-line error."""
-    def check(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
-        if value is not None and not value > 0:
-            raise BenchUsageError(f"{name} must be a positive {kind}, not {value}")
-        return value
-
-    return check
-
-
 @click.command("sweep")
 @click.option("--optimizer", "optimizers", required=True, metavar="NAME[,NAME...]",
               help="Algorithm(s), comma-separated (see `bench list optimizers`).")
@@ -475,26 +476,24 @@ def _positive(name: str, kind: str = "number"):
               help="Problem (see `bench list problems`).")
 @click.option("--ranks", default=None, metavar="K[,K...]",
               help="Cluster sizes to launch, e.g. 1,2,4,8 (default 1). Not used under mpirun.")
-@click.option("--iterations", type=int, default=None, callback=_positive("--iterations", "integer"),
+@click.option("--iterations", type=params.ITERATIONS, default=None,
               help=f"Iterations to run (default {DEFAULT_ITERATIONS}); with --target-subopt, "
                    f"the most to run (default {DEFAULT_ITERATION_CAP}).")
-@click.option("--target-subopt", type=float, default=None,
-              callback=_positive("--target-subopt"),
+@click.option("--target-subopt", type=params.POSITIVE, default=None,
               help="Stop once objective - f* <= EPS.")
 @click.option("--opt", "opt_pairs", multiple=True, metavar="[OPTIMIZER:]KEY=VALUE",
               help="Hyperparameter; repeat for several. Prefix with the optimizer's name to "
                    "set it for one optimizer only.")
 @click.option("--problem-opt", "problem_pairs", multiple=True, metavar="KEY=VALUE",
               help="Problem option; repeat for several (see `bench list problems`).")
-@click.option("--eval-every", type=int, default=1, show_default=True,
-              callback=_positive("--eval-every", "integer"),
+@click.option("--eval-every", type=params.ITERATIONS, default=1, show_default=True,
               help="Evaluate the objective every N iterations (always the last).")
-@click.option("--timeout", type=float, default=None, callback=_positive("--timeout"),
+@click.option("--timeout", type=params.POSITIVE, default=None,
               help="Seconds allowed per (optimizer, K) job; a job past it is killed and "
                    "stored with status timeout.")
 @click.option("--mpiexec", default=None, metavar="PATH",
               help="mpiexec to use (default: next to this Python, else on PATH).")
-@click.option("--hostfile", default=None, type=click.Path(dir_okay=False), metavar="FILE",
+@click.option("--hostfile", default=None, type=params.INPUT_FILE, metavar="FILE",
               help="Hostfile handed to mpiexec, to run ranks on several machines.")
 @click.option("--mpiexec-arg", "mpiexec_args", multiple=True, metavar="ARG",
               help="Extra argument for mpiexec; repeat for several.")
