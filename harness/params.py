@@ -59,15 +59,16 @@ class Count(click.ParamType):
 
 
 class Number(click.ParamType):
-    """A finite float, optionally bounded (``open``: the bounds themselves are refused)."""
+    """A finite float, optionally bounded (``open_*``: that bound itself is refused)."""
 
     name = "number"
 
     def __init__(self, minimum: float | None = None, maximum: float | None = None,
-                 open_minimum: bool = False) -> None:
+                 open_minimum: bool = False, open_maximum: bool = False) -> None:
         self.minimum = minimum
         self.maximum = maximum
         self.open_minimum = open_minimum
+        self.open_maximum = open_maximum
 
     def _valid(self) -> str:
         if self.minimum == 0 and self.open_minimum and self.maximum is None:
@@ -76,7 +77,7 @@ class Number(click.ParamType):
         if self.minimum is not None:
             bounds.append(f"{'>' if self.open_minimum else '>='} {self.minimum:g}")
         if self.maximum is not None:
-            bounds.append(f"<= {self.maximum:g}")
+            bounds.append(f"{'<' if self.open_maximum else '<='} {self.maximum:g}")
         return " ".join(["a finite number", " and ".join(bounds)]).strip()
 
     def convert(self, value: Any, param: click.Parameter | None,
@@ -89,7 +90,8 @@ class Number(click.ParamType):
                 from None
         too_low = self.minimum is not None and (
             number <= self.minimum if self.open_minimum else number < self.minimum)
-        too_high = self.maximum is not None and number > self.maximum
+        too_high = self.maximum is not None and (
+            number >= self.maximum if self.open_maximum else number > self.maximum)
         if not math.isfinite(number) or too_low or too_high:
             raise BenchUsageError(f"{option} must be {self._valid()}, not {value}")
         return number

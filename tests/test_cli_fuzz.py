@@ -91,6 +91,8 @@ def baseline(path: tuple[str, ...], w: dict[str, str]) -> list[str]:
         "sweep": ["--optimizer", "cocoa", "--problem", "logreg", "--iterations", "2",
                   "--mpiexec", w["missing"]],
         "rank": ["--input", w["csv"], "--epsilon", "1e-3", "--bootstrap", "0"],
+        "tune": ["--source", "synthetic", "--problem", "overhead-far", "--algorithms", "gd",
+                 "--epsilon", "1e-4", "--budget", "100", "--max-rounds", "1", "--format", "json"],
         "compare": ["1", "2"],
         "results show": ["1"],
         "cache clear": ["--model", "no-such-model"],
@@ -227,7 +229,7 @@ def check(result: Any, args: list[str]) -> None:
 def test_the_walk_finds_every_command():
     names = {" ".join(p) for p in COMMANDS if p}
     for expected in ("run", "list", "inspect", "matrix", "compare", "explore", "design-study",
-                     "rank", "sweep", "cache info", "cache clear", "preset list", "preset check",
+                     "rank", "tune", "sweep", "cache info", "cache clear", "preset list", "preset check",
                      "plugin check", "plugin new", "plugins show", "results list"):
         assert expected in names, sorted(names)
 

@@ -275,7 +275,7 @@ def _pairs(text: str | None, what: str) -> list[str]:
                    "case such as tree-far).")
 @click.option("--algorithms", required=True, metavar="A,B,...",
               help="Algorithms to choose between, comma-separated.")
-@click.option("--epsilon", required=True, type=click.FloatRange(min=0, min_open=True),
+@click.option("--epsilon", required=True, type=params.POSITIVE,
               metavar="EPS", help="Target suboptimality: time-to-EPS is what is minimised.")
 @click.option("--source", default="mpi", show_default=True, metavar="NAME",
               help="Where runs come from (`bench list sources`).")
@@ -287,10 +287,10 @@ def _pairs(text: str | None, what: str) -> list[str]:
               help="Algorithm hyperparameter (mpi source); repeat for several.")
 @click.option("--budget", required=True, type=params.POSITIVE,
               metavar="MACHINE_SECONDS", help="Machine-seconds (seconds x ranks) to spend on runs.")
-@click.option("--confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+@click.option("--confidence", type=params.Number(0, 1, open_minimum=True, open_maximum=True),
               default=0.9, show_default=True,
               help="Stop once the choice is within --tolerance of the best with this probability.")
-@click.option("--tolerance", type=click.FloatRange(0, 1, max_open=True), default=0.05,
+@click.option("--tolerance", type=params.Number(0, 1, open_maximum=True), default=0.05,
               show_default=True,
               help="How close to the best counts as best (0.05: within 5%; 0: exactly P(best)).")
 @click.option("--max-ranks", type=params.RANKS, metavar="M",

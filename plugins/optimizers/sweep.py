@@ -376,12 +376,13 @@ def make_launcher(*, optimizers: list[str], problem: str, opt_pairs: Sequence[st
                   eval_every: int = 1, timeout: float | None = None, mpiexec: str | None = None,
                   hostfile: str | None = None, mpiexec_args: Sequence[str] = (), store: Any,
                   separate_wait: bool = False, save_iterate: str | None = None,
-                  verbose: bool = False, several_jobs: bool = False) -> Launcher:
+                  verbose: bool = False, ranks: Sequence[int] = ()) -> Launcher:
     """Validate the names and options, prepare the problem once: a launcher for its jobs.
 
     ``bench sweep`` and ``bench tune``'s ``mpi`` source both start their jobs through it.
     ``store`` is a :class:`harness.store.ResultStore` or its path (None: the default),
-    opened only once everything is valid.
+    opened only once everything is valid. ``ranks``: the cluster sizes the caller will run,
+    so that a ``save_iterate`` path is checked for every job before any starts.
     """
     from harness.plugins.manager import get_plugin_manager
     from harness.specs import parse_options
@@ -399,7 +400,8 @@ def make_launcher(*, optimizers: list[str], problem: str, opt_pairs: Sequence[st
              for s in specs}
     problem_options = parse_options(problem_spec.options, problem_pairs,
                                     f"problem '{problem_spec.name}'")
-    if save_iterate and several_jobs and not ("{optimizer}" in save_iterate
+    jobs = [(s.name, k) for s in specs for k in ranks]
+    if save_iterate and len(jobs) > 1 and not ("{optimizer}" in save_iterate
                                               and "{ranks}" in save_iterate):
         raise BenchUsageError("--save-iterate with several jobs needs {optimizer} and {ranks} "
                               "in the file name")
@@ -437,7 +439,7 @@ def launch(*, optimizers: list[str], problem: str, ranks: list[int], opt_pairs: 
         iterations=iterations, target=target, eval_every=eval_every, timeout=timeout,
         mpiexec=mpiexec, hostfile=hostfile, mpiexec_args=mpiexec_args, store=store_path,
         separate_wait=separate_wait, save_iterate=save_iterate, verbose=verbose,
-        several_jobs=len(optimizers) * len(ranks) > 1)
+        ranks=ranks)
     store = launcher.store
     jobs = [(name, k) for name in launcher.hyper for k in ranks]
     rows: list[dict[str, Any]] = []
