@@ -197,7 +197,7 @@ def test_timed_calls_match_the_layer_table_one_to_one():
     import torch.nn as nn
 
     from harness.layers import layer_table
-    from plugins.hardware.cpu import _table_kind, align, timed_pass
+    from plugins.hardware.cpu_profile import _table_kind, align, timed_pass
 
     class Residual(nn.Module):
         def __init__(self) -> None:
@@ -248,6 +248,41 @@ def test_cuda_is_registered_only_when_a_gpu_is_visible(monkeypatch):
     assert all(s.timing_sensitive for s in cpu.bench_hardware())
 
 
+def test_steady_heap_is_recorded_and_can_be_switched_off(tiny_bench):
+    from plugins.hardware.cpu_tuning import _glibc
+
+    def summary(*opts: str) -> dict:
+        out = tiny_bench("run", "--model", "tiny-cnn", "--hw", "cpu", "--no-store",
+                         "--format", "json", *FAST, *opts)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    on = summary()
+    assert on["summary"]["steady_heap"] is (_glibc() is not None)
+    off = summary("--hw-opt", "steady_heap=false")
+    assert off["summary"]["steady_heap"] is False
+    assert off["options"]["steady_heap"] is False and on["options"]["steady_heap"] is True
+
+
+def test_process_changes_are_undone_or_recorded():
+    """Threads and inductor's compile workers come back; steady_heap=false undoes the heap."""
+    import torch
+    import torch._inductor.config as inductor_config
+
+    from plugins.hardware import cpu_tuning
+
+    threads, workers = torch.get_num_threads(), inductor_config.compile_threads
+    with cpu_tuning.tuned(1, steady_heap=True, compile=True) as changes:
+        assert torch.get_num_threads() == 1 and inductor_config.compile_threads == 1
+    assert changes["inductor_compile_threads"] == 1
+    assert torch.get_num_threads() == threads and inductor_config.compile_threads == workers
+    if cpu_tuning._glibc() is not None:
+        assert changes["steady_heap"] is True and cpu_tuning._steady_heap_on
+    with cpu_tuning.tuned(1, steady_heap=False, compile=False) as changes:
+        assert not cpu_tuning._steady_heap_on
+    assert changes == {"steady_heap": False}
+
+
 # --------------------------------------------------------------------------- the timing loop
 class FakeMachine:
     """A clock that only moves when work is done: each read costs ``read_cost`` seconds,
@@ -269,7 +304,7 @@ class FakeMachine:
 
 
 def measure(machine: FakeMachine, **kw):
-    from plugins.hardware.cpu import time_blocks
+    from plugins.hardware.cpu_timing import time_blocks
 
     calls = []
     m = time_blocks(machine.run_once, lambda: None, clock=machine.clock,
@@ -279,7 +314,7 @@ def measure(machine: FakeMachine, **kw):
 
 
 def test_short_passes_are_grouped_so_the_clock_costs_under_a_ten_thousandth():
-    from plugins.hardware.cpu import MAX_TIMER_OVERHEAD
+    from plugins.hardware.cpu_timing import MAX_TIMER_OVERHEAD
 
     machine = FakeMachine(lambda n: 10e-6)  # 10 us passes, 100 ns clock reads
     m, calls = measure(machine)
