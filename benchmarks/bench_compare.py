@@ -14,6 +14,7 @@ Each pair i is three groups made back to back: A_i, A'_i (same cell) and S_i
 (A'_i, S_i), so each comparison is of two groups made one after the other.
 Results go to a private store in a temporary folder. Prints the counts, the
 measured slowdown (ratio of geometric means of all S over all A' groups), the
+groups' run-to-run spread, how many runs other programs competed with, the
 load average before and after, and the wall time.
 
     .venv/bin/python benchmarks/bench_compare.py [--pairs 10] [--repeat 5]
@@ -74,7 +75,8 @@ def main() -> int:
     base_medians: list[float] = []
     slow_medians: list[float] = []
     pair_ratios: list[float] = []
-    rows = []
+    cvs: list[float] = []
+    contended, total_runs = 0, 0
     with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
         store = Path(tmp) / "results.sqlite"
         for i in range(1, args.pairs + 1):
@@ -88,7 +90,10 @@ def main() -> int:
             base_medians += [r["summary"]["time_s"] for r in a2["runs"]]
             slow_medians += [r["summary"]["time_s"] for r in s["runs"]]
             pair_ratios.append(slow["ratio_b_over_a"])
-            rows.append((i, same, slow))
+            for side in (same["a"], same["b"], slow["b"]):  # each group once
+                cvs.append(side["run_to_run_cv_pct"])
+                contended += side["contended_runs"]
+                total_runs += side["runs"]
             print(f"pair {i:2d}: identical {same['ratio_b_over_a']:.3f}x p={same['p_value']:.3g} "
                   f"-> {same['verdict']}; slowdown {slow['ratio_b_over_a']:.3f}x "
                   f"(CI {slow['ci_low']:.3f}-{slow['ci_high']:.3f}) p={slow['p_value']:.3g} "
@@ -106,6 +111,9 @@ def main() -> int:
           f"{geomean(slow_medians) / geomean(base_medians):.3f}x "
           f"(per-pair ratios median {statistics.median(pair_ratios):.3f}, "
           f"range {min(pair_ratios):.3f}-{max(pair_ratios):.3f}; MACs ratio {macs_ratio:.3f})")
+    print(f"run-to-run CV of a group: median {statistics.median(cvs):.1f}%, range "
+          f"{min(cvs):.1f}-{max(cvs):.1f}%; runs other programs competed with: "
+          f"{contended} of {total_runs}")
     print(f"load average (1, 5, 15 min) before: {', '.join(f'{x:.2f}' for x in load_before)}; "
           f"after: {', '.join(f'{x:.2f}' for x in load_after)}")
     print(f"wall time: {wall:.0f} s")

@@ -25,7 +25,7 @@ from harness.store import STORE_ENV, ResultStore, StoredResult
 LAZY_COMMANDS = {
     "inspect": ("harness.commands.inspect", "Print a model's layer table with totals."),
     "matrix": ("harness.commands.matrix", "Run every model on every backend; one table."),
-    "compare": ("harness.commands.compare", "Compare two stored runs (ratio, significance)."),
+    "compare": ("harness.commands.compare", "Compare two results or groups (g3): metrics, layers, significance."),
     "explore": ("harness.commands.explore", "Sweep networks x hardware; Pareto fronts, plots."),
     "design-study": ("harness.commands.design_study", "The SqueezeNext paper's hardware study."),
     "plugins": ("harness.commands.plugins", "Show installed plugins, what each registers, the broken ones."),
@@ -319,7 +319,7 @@ def run_one(
 @click.option("--no-store", is_flag=True, help="Do not store the result.")
 @click.option("--repeat", type=click.IntRange(1, 100), default=1, show_default=True,
               help="Timed backends: K runs, each in a fresh process, stored as one group "
-                   "(compare it as gK's id). Simulators are deterministic: run once.")
+                   "(bench compare takes it as g<id>). Simulators are deterministic: run once.")
 @click.option("--group-id", type=click.IntRange(1), default=None, hidden=True,
               help="Store the result in this group (what --repeat passes to each run).")
 @store_option

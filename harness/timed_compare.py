@@ -92,20 +92,46 @@ def verdict(ratio: float, p_value: float, alpha: float, min_effect: float) -> tu
                       f"(p = {p_value:.3g})")
 
 
+def contended(result: StoredResult) -> bool:
+    """Whether other programs took cores this run needed (the backend's own warning rule)."""
+    others = result.summary.get("others_cpu_cores")
+    cores = result.environment.get("cpu_count")
+    threads = result.summary.get("threads")
+    if not all(isinstance(v, (int, float)) for v in (others, cores, threads)):
+        return False
+    return others > (cores - threads) + CONTENDED_SLACK
+
+
+CONTENDED_SLACK = 0.25  # cores: as plugins/hardware/cpu.py warns
+
+
 def _side(side: Side) -> dict[str, Any]:
     medians = [run_median(r) for r in side.results]
     first = side.results[0]
     return {"id": side.label, "results": [r.id for r in side.results],
             "subject": first.subject, "created_utc": first.created_utc,
             "run_medians_ms": [m * 1e3 for m in medians],
-            "samples": sum(len(r.samples) for r in side.results), **group_summary(medians)}
+            "samples": sum(len(r.samples) for r in side.results),
+            "contended_runs": sum(contended(r) for r in side.results),
+            **group_summary(medians)}
+
+
+def load_notes(sa: dict[str, Any], sb: dict[str, Any]) -> list[str]:
+    """A note when other programs competed with some runs: the load, not the code, may differ."""
+    busy = [f"{s['contended_runs']} of {s['runs']} runs of {name}"
+            for name, s in (("A", sa), ("B", sb)) if s["contended_runs"]]
+    if not busy:
+        return []
+    return [f"{' and '.join(busy)} had other programs competing for the CPU "
+            "(others_cpu_cores): on a busy machine the load varies between runs, so the "
+            "verdict reflects it as much as the code; compare runs made on an idle machine"]
 
 
 def compare_timed(a: Side, b: Side, alpha: float, min_effect: float) -> dict[str, Any]:
     """The comparison of two timed sides as a dict (what ``--format json`` prints)."""
     sa, sb = _side(a), _side(b)
     out: dict[str, Any] = {"kind": "timed", "a": sa, "b": sb, "alpha": alpha,
-                           "min_effect": min_effect}
+                           "min_effect": min_effect, "notes": load_notes(sa, sb)}
     ma = [m / 1e3 for m in sa["run_medians_ms"]]
     mb = [m / 1e3 for m in sb["run_medians_ms"]]
     if len(ma) >= MIN_RUNS and len(mb) >= MIN_RUNS:

@@ -264,3 +264,20 @@ def test_an_old_store_gains_groups_without_losing_anything(tmp_path):
         assert [r.id for r in store.group(f"g{gid}")] == [new]
     with ResultStore(path) as store:  # opening again changes nothing
         assert store.count() == 2 and store.get(1).samples == [0.5, 0.6]
+
+
+def test_runs_that_other_programs_competed_with_are_noted():
+    from harness.store import StoredResult
+
+    def result(i: int, others: float) -> StoredResult:
+        return StoredResult(id=i, kind="run", status="complete", created_utc="t", model="m",
+                            hardware="cpu", samples=[0.01, 0.011, 0.012],
+                            summary={"others_cpu_cores": others, "threads": 1},
+                            environment={"cpu_count": 2})
+
+    quiet = Side("g1", [result(1, 0.1), result(2, 0.2)])
+    busy = Side("g2", [result(3, 1.5), result(4, 0.3)])  # 1.5 > 2 - 1 + 0.25
+    assert compare_timed(quiet, quiet, 0.05, 0.1)["notes"] == []
+    result_busy = compare_timed(quiet, busy, 0.05, 0.1)
+    assert result_busy["b"]["contended_runs"] == 1 and result_busy["a"]["contended_runs"] == 0
+    assert result_busy["notes"] and result_busy["notes"][0].startswith("1 of 2 runs of B")

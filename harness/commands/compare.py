@@ -102,7 +102,7 @@ def compare(store: ResultStore, a_text: str, b_text: str, alpha: float, min_effe
         out["notes"] = notes + out["notes"]
     else:
         out = compare_timed(a, b, alpha, min_effect)
-        out["notes"] = notes
+        out["notes"] = notes + out["notes"]
     out["differences"] = differences(a.results[0], b.results[0])
     return out
 
