@@ -25,7 +25,7 @@ from harness.store import STORE_ENV, ResultStore, StoredResult
 LAZY_COMMANDS = {
     "inspect": ("harness.commands.inspect", "Print a model's layer table with totals."),
     "matrix": ("harness.commands.matrix", "Run every model on every backend; one table."),
-    "compare": ("harness.commands.compare", "Compare two results or groups (g3): metrics, layers, significance."),
+    "compare": ("harness.commands.compare", "Compare two results or groups: metrics, layers, significance."),
     "explore": ("harness.commands.explore", "Sweep networks x hardware; Pareto fronts, plots."),
     "design-study": ("harness.commands.design_study", "The SqueezeNext paper's hardware study."),
     "plugins": ("harness.commands.plugins", "Show installed plugins, what each registers, the broken ones."),
