@@ -32,7 +32,7 @@ BAND = (0.95, 1.05)
 
 def others_busy(seconds: float = 1.0) -> float:
     """Cores kept busy by other processes over the next ``seconds``."""
-    from plugins.hardware.cpu import cpu_seconds, others_cores
+    from plugins.hardware.cpu_usage import cpu_seconds, others_cores
 
     before = cpu_seconds()
     time.sleep(seconds)
@@ -66,7 +66,7 @@ def compare_one(model_name: str, batch: int, threads: int, rounds: int, min_time
 
     from harness.plugins.manager import get_plugin_manager
     from harness.specs import RunRequest
-    from plugins.hardware.cpu import cpu_seconds, others_cores
+    from plugins.hardware.cpu_usage import cpu_seconds, others_cores
 
     pm = get_plugin_manager()
     spec = pm.model(model_name)

@@ -224,8 +224,8 @@ def run_cell(index: int, cell: Cell) -> CellResult:
         fields, result = run_one(cell.model, cell.point.backend, batch=cell.batch,
                                  input_size=cell.input_size, hw_opts=list(cell.point.options),
                                  per_layer=cell.per_layer, quiet=True)
-        if not cell.per_layer:
-            result.layers, fields["layers"] = [], []
+        if not cell.per_layer:  # the record keeps run_one's compact rows, if any
+            result.layers = []
     except Exception as exc:  # one broken cell must not lose the others
         text = " ".join(str(exc).split())
         error = text if isinstance(exc, BenchUsageError) else f"{type(exc).__name__}: {text}"

@@ -25,7 +25,7 @@ from harness.store import STORE_ENV, ResultStore, StoredResult
 LAZY_COMMANDS = {
     "inspect": ("harness.commands.inspect", "Print a model's layer table with totals."),
     "matrix": ("harness.commands.matrix", "Run every model on every backend; one table."),
-    "compare": ("harness.commands.compare", "Compare two stored runs (ratio, significance)."),
+    "compare": ("harness.commands.compare", "Compare two results or groups: metrics, layers, significance."),
     "explore": ("harness.commands.explore", "Sweep networks x hardware; Pareto fronts, plots."),
     "design-study": ("harness.commands.design_study", "The SqueezeNext paper's hardware study."),
     "plugins": ("harness.commands.plugins", "Show installed plugins, what each registers, the broken ones."),
@@ -303,6 +303,14 @@ def list_command(kind: str, fmt: str) -> None:
 
 
 # --------------------------------------------------------------------------- run
+def compact_layers(result: Any) -> list[dict[str, Any]]:
+    """The backend's ``stored_layer_columns`` of each per-layer row (none if it names none)."""
+    columns = getattr(result, "stored_layer_columns", None)
+    if not columns:
+        return []
+    return [{k: row.get(k) for k in columns} for row in result.layers]
+
+
 def run_one(
     model_name: str,
     hw_name: str,
@@ -337,8 +345,9 @@ def run_one(
         "options": {"batch": batch, "input_size": list(size), **options,
                     "model_plugin": pm.plugin_of("models", model.name)},
         "summary": result.summary,
-        # Stored only when asked for (--layers): hundreds of rows, most of a result's bytes.
-        "layers": result.layers if per_layer else [],
+        # Full rows only when asked for (--layers): hundreds of rows, most of a result's
+        # bytes; otherwise the compact columns the backend asks to keep (for compare).
+        "layers": result.layers if per_layer else compact_layers(result),
         "samples": result.samples,
     }
     return fields, result
@@ -357,12 +366,33 @@ def run_one(
 @click.option("--out", type=params.OUTPUT_FILE, help="Write the output to this file.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--no-store", is_flag=True, help="Do not store the result.")
+@click.option("--repeat", type=params.Count(100), default=1, show_default=True,
+              help="Timed backends: K runs, each in a fresh process, stored as one group "
+                   "(bench compare takes it as g<id>). Simulators are deterministic: run once.")
+@click.option("--group-id", type=params.Count(2**63 - 1), default=None, hidden=True,
+              help="Store the result in this group (what --repeat passes to each run).")
 @store_option
 def run_command(model_name: str, hw_name: str, batch: int, input_size: int | None,
                 hw_opts: tuple[str, ...], per_layer: bool, fmt: str, out: str | None,
-                quiet: bool, no_store: bool, store_path: str | None) -> None:
+                quiet: bool, no_store: bool, repeat: int, group_id: int | None,
+                store_path: str | None) -> None:
     """Run one model on one hardware backend, print the figures and store them."""
     store = None if no_store else open_store(store_path)  # fail on a bad store before running
+    if group_id is not None and store is not None:
+        store.check_group(group_id)
+    if repeat > 1:
+        backend = get_plugin_manager().backend(hw_name)
+        if backend.timing_sensitive:
+            get_plugin_manager().model(model_name)  # unknown names fail before any run
+            backend.parse_options(hw_opts)
+            from harness.repeat import repeat_command
+
+            repeat_command(model_name, hw_name, repeat=repeat, batch=batch,
+                           input_size=input_size, hw_opts=hw_opts, per_layer=per_layer,
+                           store=store, fmt=fmt, out=out)
+            return
+        print(f"note: {backend.name} is deterministic (a simulator): {repeat} runs would give "
+              "identical results, so it runs once", file=sys.stderr)
     bar = ProgressBar(quiet)
     try:
         fields, result = run_one(model_name, hw_name, batch=batch, input_size=input_size,
@@ -371,7 +401,8 @@ def run_command(model_name: str, hw_name: str, batch: int, input_size: int | Non
         bar.close()
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    stored = record_result(store, **fields) if store is not None else None
+    stored = (record_result(store, **fields, group_id=group_id) if store is not None
+              else None)
     result_id = stored.id if stored else None
     if fmt == "json":
         payload = {"id": result_id, "model": fields["model"], "hardware": fields["hardware"],
@@ -408,7 +439,8 @@ def _result_row(r: StoredResult) -> dict[str, Any]:
     s = r.summary
     headline = {k: s[k] for k in ("time_s", "cycles", "energy", "utilization",
                                   "throughput", "final_suboptimality") if k in s}
-    return {"id": r.id, "kind": r.kind, "status": r.status, "created (UTC)": r.created_utc,
+    return {"id": r.id, "group": f"g{r.group_id}" if r.group_id else "",
+            "kind": r.kind, "status": r.status, "created (UTC)": r.created_utc,
             "subject": r.subject, "plugin": r.plugin,
             "headline": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                   for k, v in headline.items())}

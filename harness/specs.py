@@ -226,6 +226,10 @@ class RunResult:
     """One-line warnings ``bench run`` prints to stderr."""
     layer_columns: list[str] | None = None
     """Column order of the per-layer table (default: the keys of the first row)."""
+    stored_layer_columns: list[str] | None = None
+    """Per-layer columns stored with every result, even without ``--layers``: a compact
+    table (``name`` first) that ``bench compare`` matches layer by layer. None: rows are
+    stored only when asked for."""
 
 
 @dataclass(frozen=True)

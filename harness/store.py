@@ -1,9 +1,12 @@
 """The results store: one SQLite file, safe for several ``bench`` processes at once.
 
-Two tables: ``results`` holds one row per run (a model on a backend, or one
+Three tables: ``results`` holds one row per run (a model on a backend, or one
 optimizer sweep at one cluster size) with its options, environment, summary,
 per-layer rows and raw samples; ``iterations`` holds the per-iteration
-measurements of optimizer sweeps. Every write commits at once (WAL mode, a
+measurements of optimizer sweeps; ``groups`` ties repeated runs of one cell
+together (``bench run --repeat K``: each run its own result, all with the same
+``group_id``). A store made before groups existed gains the column when opened;
+nothing in it changes. Every write commits at once (WAL mode, a
 busy timeout, ``BEGIN IMMEDIATE``), so a crash, a failed MPI rank or Ctrl-C
 loses nothing already written, and a partial sweep stays visible as partial.
 """
@@ -73,7 +76,16 @@ CREATE TABLE IF NOT EXISTS iterations (
     PRIMARY KEY (result_id, iteration)
 );
 CREATE INDEX IF NOT EXISTS results_kind ON results(kind, problem);
+CREATE TABLE IF NOT EXISTS groups (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_utc TEXT NOT NULL,
+    label TEXT NOT NULL,
+    planned_runs INTEGER NOT NULL
+);
 """
+# Columns added after the first release: (name, declaration), added to older stores on open.
+_ADDED_COLUMNS = (("group_id", "INTEGER REFERENCES groups(id)"),)
+_ADDED_INDEXES = "CREATE INDEX IF NOT EXISTS results_group ON results(group_id)"
 
 _JSON_FIELDS = ("options", "environment", "summary", "layers", "samples")
 
@@ -114,6 +126,7 @@ class StoredResult:
     layers: list[dict[str, Any]] = field(default_factory=list)
     samples: list[float] = field(default_factory=list)
     error: str | None = None
+    group_id: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -145,6 +158,7 @@ class ResultStore:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         self._db.execute(statement)
+                self._migrate()
         except sqlite3.DatabaseError as exc:
             raise BenchUsageError(
                 f"cannot open results store '{self.path}': {exc} "
@@ -153,6 +167,15 @@ class ResultStore:
         except OSError as exc:
             raise BenchUsageError(f"cannot create results store '{self.path}': {exc}") from None
         self._db.row_factory = sqlite3.Row
+
+    def _migrate(self) -> None:
+        """Add the columns newer versions store (inside the schema transaction, so two
+        processes opening an old store at once cannot both add them)."""
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(results)")}
+        for name, declaration in _ADDED_COLUMNS:
+            if name not in have:
+                self._db.execute(f"ALTER TABLE results ADD COLUMN {name} {declaration}")
+        self._db.execute(_ADDED_INDEXES)
 
     def close(self) -> None:
         self._db.close()
@@ -192,6 +215,7 @@ class ResultStore:
         layers: Sequence[dict[str, Any]] = (),
         samples: Sequence[float] = (),
         error: str | None = None,
+        group_id: int | None = None,
     ) -> int:
         """Write one result (``status='running'`` for one still under way); returns its id."""
         if status not in STATUSES:
@@ -201,15 +225,29 @@ class ResultStore:
             cur = db.execute(
                 "INSERT INTO results (kind, status, created_utc, finished_utc, plugin, model, "
                 "hardware, optimizer, problem, ranks, options, environment, summary, layers, "
-                "samples, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "samples, error, group_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     kind, status, now, None if status == "running" else now, plugin, model,
                     hardware, optimizer, problem, ranks, _dumps(options or {}),
                     _dumps(environment or {}), _dumps(summary or {}), _dumps(list(layers)),
-                    _dumps(list(samples)), error,
+                    _dumps(list(samples)), error, group_id,
                 ),
             )
             return int(cur.lastrowid)
+
+    def add_group(self, label: str, planned_runs: int) -> int:
+        """Open a group for repeated runs of one cell; returns its id (results join it by
+        passing ``group_id`` to :meth:`add`)."""
+        with self._write() as db:
+            cur = db.execute("INSERT INTO groups (created_utc, label, planned_runs) "
+                             "VALUES (?,?,?)", (utc_now(), label, planned_runs))
+            return int(cur.lastrowid)
+
+    def drop_group_if_empty(self, group_id: int) -> None:
+        """Remove a group no run joined (its first run failed)."""
+        with self._write() as db:
+            db.execute("DELETE FROM groups WHERE id=? AND NOT EXISTS "
+                       "(SELECT 1 FROM results WHERE group_id=?)", (group_id, group_id))
 
     def add_iterations(self, result_id: int, rows: Sequence[dict[str, Any]]) -> None:
         """Append per-iteration rows to a sweep result (committed at once)."""
@@ -275,6 +313,29 @@ class ResultStore:
             valid = f"ids run from 1 to {last}" if last else "the store is empty"
             raise BenchUsageError(f"no result with id {rid} in {self.path} ({valid})")
         return self._decode(row)
+
+    def check_group(self, group_id: int) -> None:
+        """Raise a usage error unless ``group_id`` names a stored group."""
+        if self._db.execute("SELECT 1 FROM groups WHERE id=?", (group_id,)).fetchone() is None:
+            last = self._db.execute("SELECT MAX(id) FROM groups").fetchone()[0]
+            valid = f"group ids run from g1 to g{last}" if last else "the store has no groups"
+            raise BenchUsageError(f"no group g{group_id} in {self.path} ({valid}; "
+                                  "bench run --repeat K makes one)")
+
+    def group(self, group_id: int | str) -> list[StoredResult]:
+        """The results of one group, oldest first (``g12`` or ``12``)."""
+        text = str(group_id).strip()
+        digits = text[1:] if text[:1] in ("g", "G") else text
+        if not digits.isdigit():
+            raise BenchUsageError(f"group id must be g followed by a number, not '{group_id}'")
+        gid = int(digits)
+        self.check_group(gid)
+        return self.list(group_id=gid)
+
+    def group_info(self, group_id: int) -> dict[str, Any]:
+        """The group's own row: ``id, created_utc, label, planned_runs``."""
+        self.check_group(group_id)
+        return dict(self._db.execute("SELECT * FROM groups WHERE id=?", (group_id,)).fetchone())
 
     def list(
         self,

@@ -1,9 +1,8 @@
-"""The cpu backend (option checks, what a run stores, the timing loop) and `bench compare`."""
+"""The cpu backend: option checks, what a run stores, the timing loop, --repeat groups."""
 from __future__ import annotations
 
 import json
 import math
-import random
 import statistics
 import subprocess
 import sys
@@ -197,7 +196,7 @@ def test_timed_calls_match_the_layer_table_one_to_one():
     import torch.nn as nn
 
     from harness.layers import layer_table
-    from plugins.hardware.cpu import _table_kind, align, timed_pass
+    from plugins.hardware.cpu_profile import _table_kind, align, timed_pass
 
     class Residual(nn.Module):
         def __init__(self) -> None:
@@ -248,6 +247,41 @@ def test_cuda_is_registered_only_when_a_gpu_is_visible(monkeypatch):
     assert all(s.timing_sensitive for s in cpu.bench_hardware())
 
 
+def test_steady_heap_is_recorded_and_can_be_switched_off(tiny_bench):
+    from plugins.hardware.cpu_tuning import _glibc
+
+    def summary(*opts: str) -> dict:
+        out = tiny_bench("run", "--model", "tiny-cnn", "--hw", "cpu", "--no-store",
+                         "--format", "json", *FAST, *opts)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    on = summary()
+    assert on["summary"]["steady_heap"] is (_glibc() is not None)
+    off = summary("--hw-opt", "steady_heap=false")
+    assert off["summary"]["steady_heap"] is False
+    assert off["options"]["steady_heap"] is False and on["options"]["steady_heap"] is True
+
+
+def test_process_changes_are_undone_or_recorded():
+    """Threads and inductor's compile workers come back; steady_heap=false undoes the heap."""
+    import torch
+    import torch._inductor.config as inductor_config
+
+    from plugins.hardware import cpu_tuning
+
+    threads, workers = torch.get_num_threads(), inductor_config.compile_threads
+    with cpu_tuning.tuned(1, steady_heap=True, compile=True) as changes:
+        assert torch.get_num_threads() == 1 and inductor_config.compile_threads == 1
+    assert changes["inductor_compile_threads"] == 1
+    assert torch.get_num_threads() == threads and inductor_config.compile_threads == workers
+    if cpu_tuning._glibc() is not None:
+        assert changes["steady_heap"] is True and cpu_tuning._steady_heap_on
+    with cpu_tuning.tuned(1, steady_heap=False, compile=False) as changes:
+        assert not cpu_tuning._steady_heap_on
+    assert changes == {"steady_heap": False}
+
+
 # --------------------------------------------------------------------------- the timing loop
 class FakeMachine:
     """A clock that only moves when work is done: each read costs ``read_cost`` seconds,
@@ -269,7 +303,7 @@ class FakeMachine:
 
 
 def measure(machine: FakeMachine, **kw):
-    from plugins.hardware.cpu import time_blocks
+    from plugins.hardware.cpu_timing import time_blocks
 
     calls = []
     m = time_blocks(machine.run_once, lambda: None, clock=machine.clock,
@@ -279,7 +313,7 @@ def measure(machine: FakeMachine, **kw):
 
 
 def test_short_passes_are_grouped_so_the_clock_costs_under_a_ten_thousandth():
-    from plugins.hardware.cpu import MAX_TIMER_OVERHEAD
+    from plugins.hardware.cpu_timing import MAX_TIMER_OVERHEAD
 
     machine = FakeMachine(lambda n: 10e-6)  # 10 us passes, 100 ns clock reads
     m, calls = measure(machine)
@@ -332,86 +366,83 @@ def test_garbage_collector_is_off_while_timing_and_restored():
     assert seen[-len(m.samples):] == [False] * len(m.samples)
 
 
-# --------------------------------------------------------------------------- compare
-def add_run(store_path: Path, samples: list[float], **extra) -> int:
+# --------------------------------------------------------------------------- --repeat
+def test_repeat_stores_each_run_in_its_own_process_as_one_group(tiny_bench, store_path):
     from harness.store import ResultStore
 
-    with ResultStore(store_path) as store:
-        return store.add("run", plugin="cpu", model="tiny-cnn", hardware="cpu",
-                         options={"threads": 2, "batch": 1, **extra.pop("options", {})},
-                         environment={"host": "h", "torch": "2.x", **extra.pop("env", {})},
-                         summary={"time_s": statistics.median(samples) if samples else None},
-                         samples=samples, **extra)
-
-
-def noisy(seed: int, median: float, n: int = 40) -> list[float]:
-    rng = random.Random(seed)
-    # Right-skewed like real timings: a floor plus exponential interruptions.
-    return [median * 0.97 + rng.expovariate(1 / (median * 0.04)) for _ in range(n)]
-
-
-def compare_json(bench, a: int, b: int, *extra: str) -> dict:
-    out = bench("compare", str(a), str(b), "--format", "json", *extra)
+    out = tiny_bench("run", "--model", "tiny-cnn", "--hw", "cpu", "--repeat", "3",
+                     "--hw-opt", "threads=1", *FAST)
     assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
+    assert "3 runs in separate processes, stored as group g1" in out.stdout
+    assert "run-to-run CV" in out.stdout
+    with ResultStore(store_path) as store:
+        runs = store.group("g1")
+        info = store.group_info(1)
+    assert [r.group_id for r in runs] == [1, 1, 1] and len(runs) == 3
+    assert info["planned_runs"] == 3 and "tiny-cnn on cpu" in info["label"]
+    for run in runs:  # each run's row in the table is its own stored median
+        assert f"{run.summary['median_ms']:.4g}" in out.stdout
+    compared = tiny_bench("compare", "g1", "g1", "--format", "json")
+    assert compared.returncode == 0, compared.stderr
+    result = json.loads(compared.stdout)
+    assert result["verdict"] == "no significant change" and result["ratio_b_over_a"] == 1.0
+    assert result["a"]["results"] == [r.id for r in runs]
 
 
-def test_compare_tells_a_2x_slower_run_from_an_equal_one(bench, store_path):
-    base = add_run(store_path, noisy(1, 0.010))
-    same = add_run(store_path, noisy(2, 0.010))
-    slow = add_run(store_path, noisy(3, 0.020))
-
-    equal = compare_json(bench, base, same)
-    assert equal["verdict"] == "no significant difference"
-    assert equal["ratio_b_over_a"] == pytest.approx(1.0, abs=0.05)
-    assert equal["p_value"] >= 0.05
-
-    slower = compare_json(bench, base, slow)
-    assert slower["verdict"] == "slower"
-    assert slower["ratio_b_over_a"] == pytest.approx(2.0, rel=0.05)
-    assert slower["p_value"] < 1e-6
-
-    faster = compare_json(bench, slow, base)
-    assert faster["verdict"] == "faster"
-    assert faster["ratio_b_over_a"] == pytest.approx(0.5, rel=0.05)
-
-    table = bench("compare", str(base), str(slow))
-    assert table.returncode == 0
-    assert "verdict: slower" in table.stdout and "ratio of medians B/A: 2.0" in table.stdout
+def test_repeat_json_lists_every_run_and_the_group(tiny_bench):
+    out = tiny_bench("run", "--model", "tiny-cnn", "--hw", "cpu", "--repeat", "2",
+                     "--format", "json", *FAST)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["group"] == "g1" and len(result["runs"]) == 2 and result["results"] == [1, 2]
+    assert result["summary"]["runs"] == 2
+    medians = [r["summary"]["time_s"] for r in result["runs"]]
+    assert result["summary"]["geomean_ms"] == pytest.approx(
+        1e3 * math.sqrt(medians[0] * medians[1]))
 
 
-def test_compare_ignores_a_significant_but_negligible_change(bench, store_path):
-    a = add_run(store_path, [0.0100 + 1e-6 * i for i in range(50)])
-    b = add_run(store_path, [0.0101 + 1e-6 * i for i in range(50)])  # +1%, very consistent
-    result = compare_json(bench, a, b)
-    assert result["p_value"] < 0.05
-    assert result["verdict"] == "no significant difference"
-    assert "min-effect" in result["reason"]
-    assert compare_json(bench, a, b, "--min-effect", "0.005")["verdict"] == "slower"
+def test_repeat_range_and_errors(tiny_bench, store_path):
+    from harness.store import ResultStore
+
+    for bad in ("0", "-1", "101", "x"):
+        out = tiny_bench("run", "--model", "tiny-cnn", "--hw", "cpu", "--repeat", bad)
+        line = one_line_error(out)
+        assert "--repeat" in line, line
+    line = one_line_error(tiny_bench("run", "--model", "tiny-cnnn", "--hw", "cpu",
+                                     "--repeat", "3"))
+    assert "unknown model 'tiny-cnnn'" in line
+    # A run that fails in its process stops the group, leaves no empty group behind.
+    line = one_line_error(tiny_bench("run", "--model", "tiny-strided", "--hw", "cpu",
+                                     "--input-size", "32", "--repeat", "2", *FAST))
+    assert "run 1 of 2 failed" in line and "cannot run on input 3x32x32" in line
+    with ResultStore(store_path) as store:
+        assert store.count() == 0
+        with pytest.raises(Exception, match="the store has no groups"):
+            store.group("g1")
+    line = one_line_error(tiny_bench("run", "--model", "tiny-cnn", "--hw", "cpu",
+                                     "--group-id", "7", *FAST))
+    assert "no group g7" in line
 
 
-def test_compare_says_when_too_few_samples_could_ever_be_significant(bench, store_path):
-    a = add_run(store_path, [0.010, 0.011, 0.012])
-    b = add_run(store_path, [0.030, 0.031, 0.032])
-    result = compare_json(bench, a, b)
-    assert result["verdict"] == "no significant difference"
-    assert "too few samples" in result["reason"]
+def test_repeat_on_a_simulator_runs_once_and_says_why(bench, store_path):
+    from harness.store import ResultStore
+
+    out = bench("run", "--model", "squeezenet1_1", "--hw", "accel", "--repeat", "4")
+    assert out.returncode == 0, out.stderr
+    assert "accel is deterministic" in out.stderr and "runs once" in out.stderr
+    with ResultStore(store_path) as store:
+        assert store.count() == 1 and store.list()[0].group_id is None
 
 
-def test_compare_notes_what_differs_between_the_runs(bench, store_path):
-    a = add_run(store_path, noisy(4, 0.01))
-    b = add_run(store_path, noisy(5, 0.01), options={"threads": 1}, env={"torch": "2.y"})
-    notes = compare_json(bench, a, b)["differences"]
-    assert "option threads: 2 vs 1" in notes and "torch: 2.x vs 2.y" in notes
+def test_each_repeat_is_a_fresh_bench_run_process(tmp_path):
+    from harness.repeat import child_command
+    from harness.store import ResultStore
 
-
-def test_compare_errors_are_usage_errors(bench, store_path):
-    good = add_run(store_path, noisy(6, 0.01))
-    empty = add_run(store_path, [])
-    short = add_run(store_path, [0.01, 0.02])
-    assert "has no stored samples" in one_line_error(bench("compare", str(good), str(empty)))
-    assert "only 2 samples" in one_line_error(bench("compare", str(short), str(good)))
-    assert "no result with id 99" in one_line_error(bench("compare", str(good), "99"))
-    assert "must be a number" in one_line_error(bench("compare", "last", str(good)))
-    assert "--alpha must be between 0 and 1" in one_line_error(
-        bench("compare", str(good), str(good), "--alpha", "1.5"))
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        cmd = child_command("m", "cpu", 4, 64, ["threads=1"], False, store, 5)
+    assert cmd[:4] == [sys.executable, "-m", "harness", "run"]
+    assert cmd[cmd.index("--group-id") + 1] == "5"
+    assert cmd[cmd.index("--store") + 1] == str(tmp_path / "s.sqlite")
+    assert "--quiet" in cmd and cmd[cmd.index("--format") + 1] == "json"
+    assert cmd[cmd.index("--hw-opt") + 1] == "threads=1" and "--input-size" in cmd
+    assert "--no-store" in child_command("m", "cpu", 1, None, [], False, None, None)

@@ -1,45 +1,29 @@
-"""``bench compare RUN_A RUN_B``: is B faster, slower, or the same as A?
+"""``bench compare A B``: how B differs from A, for simulated and for timed results.
 
-Two medians always differ a little; whether the difference is real depends on
-the spread. Like asv and pytest-benchmark, this reads the raw samples stored
-with each timed run and applies a Mann-Whitney U test (no normality assumed:
-timing samples are skewed by interruptions). A difference is reported only when
-it is significant at ``--alpha`` *and* the medians differ by at least
-``--min-effect``, so a statistically real but negligible change is not called
-a regression. The default effect, 10%, is asv's: the test takes the samples of
-one run as independent, but a machine drifts between runs (two identical runs
-made seconds apart on a shared 2-vCPU VM differed by 8.5% with p = 0.007), so
-smaller differences are only worth reporting on a quiet, dedicated machine.
+A and B are result ids (``12``) or group ids (``g3``, the runs of one
+``bench run --repeat K``). Simulated results (``accel``) are deterministic:
+per-metric and per-layer ratios, exact (:mod:`harness.sim_compare`). Timed
+results (``cpu``) are tested run against run, so run-to-run variance counts
+(:mod:`harness.timed_compare`). Two results of different kinds are a usage error.
 """
 from __future__ import annotations
 
 import math
-import statistics
 from typing import Any
 
 import click
 
 from harness.cli import format_option, open_store, store_option
 from harness.errors import BenchUsageError
-from harness.output import render, to_json, write
-from harness.store import StoredResult
+from harness.output import readable, to_json, write
+from harness.sim_compare import ratio
+from harness.store import ResultStore, StoredResult
+from harness.timed_compare import Side
 
-MIN_SAMPLES = 3
 # Fields whose difference between A and B is worth a note (the comparison may be unfair).
 ENVIRONMENT_KEYS = ("host", "cpu_model", "cpu_count", "torch", "python", "git_commit")
 IGNORED_OPTIONS = ("min_time", "min_samples", "warmup")
-
-
-def sample_stats(samples: list[float]) -> dict[str, float]:
-    q1, _, q3 = statistics.quantiles(samples, n=4, method="inclusive")
-    return {"median_ms": statistics.median(samples) * 1e3, "iqr_ms": (q3 - q1) * 1e3,
-            "min_ms": min(samples) * 1e3, "mean_ms": statistics.fmean(samples) * 1e3,
-            "samples": len(samples)}
-
-
-def smallest_p(n: int, m: int) -> float:
-    """The smallest two-sided p-value an exact Mann-Whitney test can give for n and m samples."""
-    return min(1.0, 2 / math.comb(n + m, n))
+DEFAULT_TOP = 10
 
 
 def differences(a: StoredResult, b: StoredResult) -> list[str]:
@@ -57,52 +41,155 @@ def differences(a: StoredResult, b: StoredResult) -> list[str]:
     return notes
 
 
-def verdict(ratio: float, p_value: float, alpha: float, min_effect: float,
-            n_a: int, n_b: int) -> tuple[str, str]:
-    """``(verdict, reason)``; verdict is faster, slower or no significant difference."""
-    if p_value >= alpha:
-        if smallest_p(n_a, n_b) >= alpha:
-            return ("no significant difference",
-                    f"too few samples ({n_a} and {n_b}) for a test at alpha {alpha}")
-        return "no significant difference", f"p = {p_value:.3g} >= alpha {alpha}"
-    if abs(math.log(ratio)) < math.log1p(min_effect):  # symmetric: 1.02x slower or faster
-        return ("no significant difference",
-                f"significant (p = {p_value:.3g}) but the medians differ by only "
-                f"{100 * abs(ratio - 1):.1f}% (< --min-effect {100 * min_effect:g}%)")
-    if ratio > 1:
-        return "slower", f"B takes {ratio:.3g}x the time of A (p = {p_value:.3g})"
-    return "faster", f"B takes {ratio:.3g}x the time of A, {1 / ratio:.3g}x faster (p = {p_value:.3g})"
+def load_side(store: ResultStore, text: str) -> Side:
+    """``12`` is result 12, ``g3`` group 3."""
+    text = text.strip()
+    if text[:1] in ("g", "G") and text[1:].isdigit():
+        return Side(f"g{int(text[1:])}", store.group(text))
+    if not text.isdigit():
+        raise BenchUsageError(f"'{text}' is neither a result id (a number, e.g. 12) nor a "
+                              "group id (g and a number, e.g. g3); see bench results list")
+    return Side(text, [store.get(text)])
 
 
-def compare(a: StoredResult, b: StoredResult, alpha: float, min_effect: float) -> dict[str, Any]:
+def kind_of(result: StoredResult) -> str:
+    """``timed`` (stored samples), ``simulated`` (stored cycles), else a usage error."""
+    if result.kind == "sweep":
+        raise BenchUsageError(f"result {result.id} is an optimizer sweep ({result.subject}); "
+                              "compare takes results of bench run")
+    if result.samples:
+        return "timed"
+    if "cycles" in result.summary:
+        return "simulated"
+    raise BenchUsageError(f"result {result.id} ({result.subject}, {result.status}) has neither "
+                          "timing samples nor simulated cycles; compare takes bench run results "
+                          "of a timed backend (cpu) or a simulator (accel)")
+
+
+def side_kind(side: Side) -> str:
+    if not side.results:
+        raise BenchUsageError(f"group {side.label} holds no results")
+    kinds = {kind_of(r) for r in side.results}
+    if len(kinds) > 1:
+        raise BenchUsageError(f"group {side.label} mixes timed and simulated results")
+    return kinds.pop()
+
+
+def compare(store: ResultStore, a_text: str, b_text: str, alpha: float, min_effect: float,
+            top: int) -> dict[str, Any]:
     """The comparison as a dict (what ``--format json`` prints)."""
-    from scipy.stats import mannwhitneyu
+    from harness.sim_compare import compare_simulated
+    from harness.timed_compare import compare_timed
 
-    for res in (a, b):
-        if not res.samples:
-            raise BenchUsageError(
-                f"result {res.id} ({res.subject}, {res.status}) has no stored samples; "
-                "compare needs two timed runs (bench run --hw cpu or cuda)")
-        if len(res.samples) < MIN_SAMPLES:
-            raise BenchUsageError(
-                f"result {res.id} has only {len(res.samples)} samples; compare needs at least "
-                f"{MIN_SAMPLES} per run (raise --hw-opt min_samples)")
-    sa, sb = sample_stats(a.samples), sample_stats(b.samples)
-    ratio = sb["median_ms"] / sa["median_ms"]
-    p_value = float(mannwhitneyu(a.samples, b.samples, alternative="two-sided").pvalue)
-    word, reason = verdict(ratio, p_value, alpha, min_effect, len(a.samples), len(b.samples))
-    return {
-        "a": {"id": a.id, "subject": a.subject, "created_utc": a.created_utc, **sa},
-        "b": {"id": b.id, "subject": b.subject, "created_utc": b.created_utc, **sb},
-        "ratio_b_over_a": ratio,
-        "p_value": p_value,
-        "test": "Mann-Whitney U, two-sided",
-        "alpha": alpha,
-        "min_effect": min_effect,
-        "verdict": word,
-        "reason": reason,
-        "differences": differences(a, b),
-    }
+    a, b = load_side(store, a_text), load_side(store, b_text)
+    ka, kb = side_kind(a), side_kind(b)
+    if ka != kb:
+        raise BenchUsageError(
+            f"{a.label} is {ka} ({a.results[0].subject}) and {b.label} is {kb} "
+            f"({b.results[0].subject}): compare takes two simulated or two timed results")
+    notes = []
+    for side in (a, b):
+        first = side.results[0]
+        if len(side.results) == 1 and first.group_id is not None:
+            notes.append(f"result {first.id} is one run of group g{first.group_id}; compare "
+                         f"g{first.group_id} to use all its runs")
+    if ka == "simulated":
+        for side in (a, b):
+            if len(side.results) > 1:
+                notes.append(f"group {side.label}: a simulator is deterministic; using its "
+                             f"first result, {side.results[0].id}")
+        out = compare_simulated(a.results[0], b.results[0], top)
+        out["notes"] = notes + out["notes"]
+    else:
+        out = compare_timed(a, b, alpha, min_effect)
+        out["notes"] = notes + out["notes"]
+    out["differences"] = differences(a.results[0], b.results[0])
+    return out
+
+
+# --------------------------------------------------------------------------- text output
+def _cell(value: Any, digits: int = 4) -> str:
+    """Integers in full (exact), floats to ``digits`` significant digits."""
+    if isinstance(value, bool) or value is None:
+        return "-" if value is None else str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float) and math.isfinite(value):
+        return f"{value:.{digits}g}"
+    return str(readable(value))
+
+
+def _table(rows: list[dict[str, Any]], left: int = 1) -> str:
+    """A text table of already formatted cells (no re-parsing: integers stay exact)."""
+    from tabulate import tabulate
+
+    headers = list(rows[0]) if rows else []
+    return tabulate([list(r.values()) for r in rows], headers=headers, disable_numparse=True,
+                    colalign=("left",) * left + ("right",) * (len(headers) - left))
+
+
+def simulated_text(result: dict[str, Any]) -> str:
+    a, b = result["a"], result["b"]
+    lines = [f"A: result {a['id']} ({a['subject']}, {a['created_utc']})",
+             f"B: result {b['id']} ({b['subject']}, {b['created_utc']})",
+             "simulated: deterministic, so every difference is real and ratios are exact", ""]
+    rows = [{"metric": r["metric"], "A": _cell(r["A"], 6), "B": _cell(r["B"], 6),
+             "B/A": _cell(r["B/A"], 6),
+             "change": "-" if r["change_pct"] is None else f"{r['change_pct']:+.2f}%"}
+            for r in result["metrics"]]
+    lines.append(_table(rows))
+    layers = result["layers"]
+    lines.append("")
+    if not layers["compared"]:
+        lines.append(layers["reason"])
+    else:
+        lines.append(f"layers: {layers['matched']} matched by name, {layers['changed']} changed"
+                     + (f"; the {len(layers['top'])} that changed most (share of A's cycles "
+                        "or energy):" if layers["top"] else ""))
+        if layers["top"]:
+            rows = [{"layer": r["layer"], "kind": r["kind"], "cycles A": _cell(r["cycles_a"]),
+                     "cycles B": _cell(r["cycles_b"]), "cycles B/A": _cell(r["cycles_b/a"]),
+                     "energy B/A": _cell(r["energy_b/a"]),
+                     "util A": _cell(r["utilization_a"], 3),
+                     "util B": _cell(r["utilization_b"], 3),
+                     "DRAM B/A": _cell(ratio(r["dram_accesses_a"], r["dram_accesses_b"])),
+                     "share %": _cell(r["share_of_a_pct"], 3)} for r in layers["top"]]
+            lines.append(_table(rows, left=2))
+        for side in ("a", "b"):
+            names = layers[f"only_in_{side}"]
+            if names:
+                shown = ", ".join(names[:20]) + (" ..." if len(names) > 20 else "")
+                lines.append(f"only in {side.upper()} ({len(names)}): {shown}")
+    return "\n".join(lines)
+
+
+def timed_text(result: dict[str, Any]) -> str:
+    a, b = result["a"], result["b"]
+    lines = []
+    for name, side in (("A", a), ("B", b)):
+        what = (f"group {side['id']}, {side['runs']} runs" if side["id"].startswith("g")
+                else f"result {side['id']}, 1 run")
+        lines.append(f"{name}: {what} ({side['subject']}, {side['created_utc']})")
+    keys = [("runs", "runs"), ("samples", "samples"), ("run medians (ms)", "run_medians_ms"),
+            ("geometric mean (ms)", "geomean_ms"), ("run-to-run CV (%)", "run_to_run_cv_pct")]
+    rows = []
+    for label, key in keys:
+        def show(side: dict[str, Any]) -> Any:
+            value = side.get(key)
+            if isinstance(value, list):
+                return ", ".join(f"{v:.4g}" for v in value)
+            return _cell(value)
+        rows.append({"": label, "A": show(a), "B": show(b)})
+    lines += ["", _table(rows), ""]
+    if result["p_value"] is not None:
+        conf = 100 * result["confidence"]
+        lines.append(f"ratio of geometric means B/A: {result['ratio_b_over_a']:.4g} "
+                     f"({conf:g}% CI {result['ci_low']:.4g} to {result['ci_high']:.4g})")
+        lines.append(f"{result['test']}: p = {result['p_value']:.3g} (alpha {result['alpha']})")
+    else:
+        lines.append(f"ratio B/A: {result['ratio_b_over_a']:.4g}")
+    lines.append(f"verdict: {result['verdict']}: {result['reason']}")
+    return "\n".join(lines)
 
 
 def _fraction(name: str, low_open: bool) -> Any:
@@ -116,40 +203,36 @@ def _fraction(name: str, low_open: bool) -> Any:
 
 
 @click.command("compare")
-@click.argument("run_a")
-@click.argument("run_b")
+@click.argument("a")
+@click.argument("b")
 @click.option("--alpha", type=float, default=0.05, show_default=True,
-              callback=_fraction("--alpha", True), help="Significance level of the test.")
+              callback=_fraction("--alpha", True),
+              help="Significance level of the test between timed runs.")
 @click.option("--min-effect", type=float, default=0.10, show_default=True,
               callback=_fraction("--min-effect", False),
-              help="Smallest relative change of the median reported as faster or slower.")
+              help="Smallest relative change of timed runs reported as faster or slower.")
+@click.option("--top", type=click.IntRange(1, 10_000), default=DEFAULT_TOP, show_default=True,
+              help="Simulated results: how many of the most changed layers to list.")
 @format_option("table", "json")
 @store_option
-def command(run_a: str, run_b: str, alpha: float, min_effect: float, fmt: str,
+def command(a: str, b: str, alpha: float, min_effect: float, top: int, fmt: str,
             store_path: str | None) -> None:
-    """Compare two stored timed runs: ratio of medians and Mann-Whitney U significance.
+    """Compare two stored results: A is the reference, B the candidate.
 
-    RUN_A is the reference, RUN_B the candidate (ids from `bench results list`).
+    \b
+    A and B are result ids (12) or group ids (g3: the runs of one
+    `bench run --repeat K`), from `bench results list`.
+    Simulated (accel): every metric and the most changed layers, exact ratios.
+    Timed (cpu): Welch's t-test on the log medians of the runs of each side;
+    with one run per side the result is only indicative (use --repeat).
     """
     with open_store(store_path) as store:
-        a, b = store.get(run_a), store.get(run_b)
-    result = compare(a, b, alpha, min_effect)
+        result = compare(store, a, b, alpha, min_effect, top)
     if fmt == "json":
         write(to_json(result))
         return
-    keys = ("id", "subject", "created_utc", "median_ms", "iqr_ms", "min_ms", "mean_ms", "samples")
-    def cell(value: Any) -> Any:
-        return f"{value:.4g}" if isinstance(value, float) else value
-
-    table = render([{"": k, "A": cell(result["a"][k]), "B": cell(result["b"][k])} for k in keys],
-                   "table")
-    lines = [
-        table,
-        "",
-        f"ratio of medians B/A: {result['ratio_b_over_a']:.4g}",
-        f"Mann-Whitney U p-value: {result['p_value']:.3g} (alpha {alpha})",
-        f"verdict: {result['verdict']}: {result['reason']}",
-    ]
+    text = simulated_text(result) if result["kind"] == "simulated" else timed_text(result)
+    extra = [f"note: {n}" for n in result["notes"]]
     if result["differences"]:
-        lines.append("note, the runs differ in: " + "; ".join(result["differences"]))
-    write("\n".join(lines))
+        extra.append("note, the runs differ in: " + "; ".join(result["differences"]))
+    write("\n".join([text, *extra]))

@@ -179,6 +179,11 @@ def _shape_text(shape: tuple[int, ...]) -> str:
     return "x".join(str(s) for s in shape)
 
 
+# The per-layer columns every accel result stores (bench compare matches them by name).
+COMPARED_COLUMNS = ("name", "kind", "cycles", "stall_cycles", "energy", "utilization",
+                    "dram_accesses")
+
+
 def layer_row(layer: Any, cost: LayerCost, cfg: AccelConfig, scale: float) -> dict[str, Any]:
     """One per-layer row: the table columns first, then the per-level and per-operand detail."""
     kernel = ""
@@ -298,7 +303,8 @@ def make_runner(specs: tuple[OptionSpec, ...]) -> Callable[[RunRequest], RunResu
             warnings.append(f"{len(skipped)} layer(s) not simulated (no cost model for their "
                             f"kind): {', '.join(skipped[:8])}" + (" ..." if len(skipped) > 8 else ""))
         return RunResult(summary=summarize(rows, cfg, options, plan), layers=rows,
-                         layer_columns=columns, warnings=warnings)
+                         layer_columns=columns, warnings=warnings,
+                         stored_layer_columns=list(COMPARED_COLUMNS))
 
     return run
 
