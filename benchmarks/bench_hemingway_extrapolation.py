@@ -79,7 +79,7 @@ def closed_loop(truth: Case, seed: int, draws: int) -> dict[str, Any]:
         try:
             outcome = run_loop(session, list(algorithms), BASE_TERMS, truth.max_ranks,
                                LOOP_BUDGET, 0.9, 0.05, LOOP_ROUNDS, LOOP_INITIAL,
-                               2 * len(algorithms), seed=seed)
+                               len(LOOP_INITIAL) * len(algorithms), seed=seed)
         finally:
             decisions.DRAWS = previous
     name, m = outcome.posterior.candidate(outcome.posterior.choice)
