@@ -227,7 +227,9 @@ def run_loop(session: Session, algorithms: Sequence[str], terms: Sequence[Any], 
         post = posterior(fits, session.eps, terms, max_ranks,
                          np.random.default_rng([seed, round_]), tolerance)
         choice = post.candidate(post.choice)
-        report(f"round {round_}: {len(session.complete())} runs, {session.spent:.4g}/{budget:g} "
+        so_far = [r for r in session.runs if r.round <= round_]  # as of this round, on resume too
+        report(f"round {round_}: {sum(r.status == 'complete' for r in so_far)} runs, "
+               f"{sum(r.machine_seconds for r in so_far):.4g}/{budget:g} "
                f"machine-s; best {choice[0]} m={choice[1]}, P(best) "
                f"{post.p_best[post.choice]:.2f}, P(within {tolerance:.0%}) "
                f"{post.confidence:.2f}")
