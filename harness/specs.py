@@ -347,6 +347,9 @@ class MeasureRequest:
     reject them)."""
     algorithm_options: tuple[str, ...] = ()
     """``--opt [algorithm:]key=value`` pairs for the algorithm."""
+    verbose: bool = False
+    """``bench tune --verbose``: the source may print its own per-run detail (commands,
+    progress lines) on stderr; otherwise it stays quiet and ``bench tune`` reports."""
 
 
 @dataclass

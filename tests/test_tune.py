@@ -72,9 +72,13 @@ def test_the_loop_finds_an_optimum_far_beyond_the_first_sizes(bench, store_path)
     assert max(r.ranks for r in runs) > 8  # it went and measured beyond round 1
     spent = sum(r.summary["machine_seconds"] for r in runs)
     assert spent == pytest.approx(result["machine_seconds"])
-    # progress: one line per round on stderr, with the budget and the current best
-    rounds = [line for line in out.stderr.splitlines() if line.startswith("round ")]
-    assert len(rounds) == result["rounds"] and "/100000 machine-s; best " in rounds[0]
+    # progress on stderr: per round, the runs it makes, then the budget and the current best
+    lines = [line for line in out.stderr.splitlines() if line.startswith("round ")]
+    started = [line for line in lines if ": running " in line]
+    rounds = [line for line in lines if ": running " not in line]
+    assert len(started) == len(rounds) == result["rounds"]
+    assert started[0].startswith("round 1: running 8 of 8 runs: gd m=1, admm m=1")
+    assert "/100000 machine-s; best " in rounds[0]
 
 
 def test_ctrl_c_keeps_the_finished_runs_and_the_same_command_resumes(bench, store_path,
@@ -120,6 +124,9 @@ def test_the_mpi_source_runs_real_jobs(bench, store_path):
     assert all(r.status == "complete" and r.plugin == "algorithms" for r in runs)
     assert result["choice"]["algorithm"] == "cocoa+" and 1 <= result["choice"]["m"] <= 4
     assert result["machine_seconds"] > 0
+    # bench tune reports the runs itself; sweep's per-job lines only with --verbose
+    assert "[1/1]" not in out.stderr, out.stderr
+    assert "round 1: running 4 of 4 runs: cocoa+ m=1" in out.stderr
 
 
 @pytest.mark.parametrize("args,message", [
@@ -142,3 +149,68 @@ def test_user_errors_are_one_line_exit_2(bench, args, message):
     errors = [line for line in out.stderr.splitlines() if line.startswith("Error")]
     assert len(errors) == 1 and message in errors[0], out.stderr
     assert "Traceback" not in out.stderr
+
+
+# --------------------------------------------------------------------------- decision rules
+def posterior_of(times, measured: dict[str, list[int]], max_ranks: int):
+    """A Posterior over hand-made draws: columns algorithm-major, m = 1..max_ranks."""
+    import numpy as np
+
+    from plugins.hemingway.closed_loop import Posterior
+    from plugins.hemingway.uncertainty import choice_probabilities
+
+    times = np.asarray(times, dtype=float)
+    p_best, p_within = choice_probabilities(times, within=0.05)
+    return Posterior(list(measured), np.arange(1, max_ranks + 1, dtype=float), times, p_best,
+                     p_within, 0.05, {a: 0.05 for a in measured}, measured)
+
+
+def test_the_choice_is_the_lowest_expected_regret_not_the_likeliest_winner():
+    # a: within 5% of the best in 3 draws of 4, but 3x slower in the fourth;
+    # b: always 6% slower than a's good draws. P(within) favours a, expected regret b.
+    times = [[1.00, 1.06], [1.00, 1.06], [1.00, 1.06], [3.00, 1.06]]
+    post = posterior_of(times, {"a": [1], "b": [1]}, 1)
+    assert post.p_within[0] > post.p_within[1]
+    assert post.candidate(post.choice) == ("b", 1)
+    assert post.expected_regret[1] < post.expected_regret[0]
+    assert post.rows(2)[0]["algorithm"] == "b"
+
+
+@pytest.mark.parametrize("measured,m,expected", [
+    ([1, 2, 4, 8], 8, 16),  # a minimum at the largest run: run one doubling beyond it
+    ([1, 2, 4, 8], 12, 24),  # near the runs (12/8 <= 1.5) but none above it
+    ([1, 2, 4, 8], 40, 40),  # far from every run: run it
+    ([1, 2, 4, 8, 64], 40, 40),  # bracketed but 64/40 > 1.5: still run it
+    ([1, 2, 4, 8, 48], 40, None),  # near a run, runs on both sides: checked
+    ([1, 2, 4, 8], 1, None),  # no size below 1 to bracket with
+    ([8, 16, 32], 8, 4),  # nothing below it: one halving below
+    ([1, 2, 4, 8, 100], 128, None),  # max_ranks needs no run beyond it, only one near it
+    ([1, 2, 4, 8, 100], 120, 128),  # near 100 but nothing above: one doubling, capped
+])
+def test_a_candidate_is_checked_by_a_run_near_it_and_runs_on_both_sides(measured, m, expected):
+    import numpy as np
+
+    post = posterior_of(np.ones((2, 128)), {"a": measured}, 128)
+    assert post.check_size(post.column("a", m)) == expected
+
+
+def test_the_last_round_runs_the_choice_and_its_closest_rival_even_when_checked():
+    import numpy as np
+
+    from plugins.hemingway.closed_loop import plan
+
+    rng = np.random.default_rng(0)
+    m = np.arange(1, 17, dtype=float)
+    a = 1.0 / m + 0.05 * m  # best near m = 4
+    b = 1.2 / m + 0.05 * m  # the rival, ~10% slower at its best
+    times = np.concatenate([a, b])[None, :] * rng.lognormal(0, 0.01, (200, 1))
+    measured = {"a": [2, 4, 8, 16], "b": [2, 4, 8, 16]}
+    post = posterior_of(times, measured, 16)
+    assert not post.decision_unchecked  # both bests have runs at and around them
+    choice, rival = post.contenders()
+    assert post.candidate(choice) == ("a", 4) and post.candidate(rival)[0] == "b"
+    last = plan(post, {}, 1e6, 3, rng, rounds_left=1)
+    assert [(r.algorithm, r.m) for r in last[:2]] == [post.candidate(choice),
+                                                      post.candidate(rival)]
+    earlier = plan(post, {}, 1e6, 3, rng, rounds_left=2)
+    assert post.candidate(choice) not in [(r.algorithm, r.m) for r in earlier]

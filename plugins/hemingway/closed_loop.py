@@ -2,10 +2,19 @@
 
 The posterior over candidates (algorithm, m <= max_ranks) is the calibrated
 uncertainty model's joint draws of T(eps, m) (:func:`plugins.hemingway.uncertainty.time_draws`),
-one block of columns per algorithm. The choice is the candidate most likely to
-be within ``tolerance`` of the best; the loop stops when that probability
-reaches the target confidence and the choice has been checked by a run at
-(or within a factor 1.5 of) its size.
+one block of columns per algorithm. The choice is the candidate of lowest
+posterior expected regret (its mean time-to-eps minus that of the per-draw
+best: the Bayes decision for the quantity the user pays). The loop stops when
+the choice is within ``tolerance`` of the best with the target probability and
+the decision has been *checked*: the choice and every other algorithm's own
+best size each have a run within a factor VERIFY_RATIO of their size and runs
+on both sides of it (a minimum at the edge of what an algorithm was run at is
+an extrapolation, however sure the model is), and the choice is *confirmed*:
+it was already the choice before the round's runs (one lucky run at a new
+size can make a confident choice; the next round's runs there would show it).
+The last round re-measures the
+choice and its closest rival whatever the model says, so the final comparison
+rests on runs at both contenders.
 
 Which runs to make next: the knowledge gradient, estimated on the same draws.
 A run of (a, m') would show log T(a, m') up to the run-to-run noise sigma. For
@@ -66,45 +75,89 @@ class Posterior:
         return self.algorithms.index(algorithm) * self.m.size + int(m) - 1
 
     @property
-    def choice(self) -> int:
-        """The candidate most likely within tolerance of the best (ties: lower median)."""
+    def expected_regret(self) -> np.ndarray:
+        """Per candidate: posterior mean of its T minus the best T of the same draw (s)."""
+        values = np.where(np.isfinite(self.times), self.times, np.inf)
+        return np.mean(values - values.min(axis=1, keepdims=True), axis=0)
+
+    def order(self) -> np.ndarray:
+        """Candidates by expected regret (ties: higher P(within tolerance), lower median)."""
         median = np.median(self.times, axis=0)
-        return int(np.lexsort((median, -self.p_within))[0])
+        return np.lexsort((median, -self.p_within, self.expected_regret))
+
+    @property
+    def choice(self) -> int:
+        """The candidate of lowest expected regret."""
+        return int(self.order()[0])
 
     @property
     def confidence(self) -> float:
         return float(self.p_within[self.choice])
 
-    def unverified(self, column: int) -> bool:
-        """True while no run of the candidate's algorithm is within VERIFY_RATIO of its size.
-        Far from its runs the posterior is only as good as the model's form (and the
-        noise estimate of a few runs), which no draw questions; one run there does."""
-        algorithm, m = self.candidate(column)
-        return min(max(m / s, s / m) for s in self.measured[algorithm]) > VERIFY_RATIO
+    def check_size(self, column: int) -> int | None:
+        """The size a run must have before the candidate's prediction is believed, or None.
 
-    @property
-    def choice_unverified(self) -> bool:
-        return self.unverified(self.choice)
+        Far from its algorithm's runs the posterior is only as good as the model's
+        form (and the noise estimate of a few runs), which no draw questions: the
+        candidate itself is run when no run is within VERIFY_RATIO of it. Near the
+        runs, a minimum with runs on one side only is still an extrapolation of
+        the trend (the curve may keep falling): the size one doubling beyond it
+        (the spacing of round 1) is run then. Sizes 1 and max_ranks need no
+        outside neighbour.
+        """
+        algorithm, m = self.candidate(column)
+        sizes = self.measured[algorithm]
+        if min(max(m / s, s / m) for s in sizes) > VERIFY_RATIO:
+            return m
+        largest = int(self.m[-1])
+        if m < largest and max(sizes) <= m:
+            return min(largest, 2 * m)
+        if m > 1 and min(sizes) >= m:
+            return max(1, m // 2)
+        return None
+
+    def unchecked(self, column: int) -> bool:
+        return self.check_size(column) is not None
 
     def best_of(self, algorithm: str) -> int:
-        """The column of the algorithm's own best size (lowest median time)."""
+        """The column of the algorithm's own best size (lowest expected regret)."""
         start = self.algorithms.index(algorithm) * self.m.size
-        median = np.median(self.times[:, start:start + self.m.size], axis=0)
-        return start + int(np.argmin(median))
+        return start + int(np.argmin(self.expected_regret[start:start + self.m.size]))
+
+    def contenders(self) -> list[int]:
+        """The choice, then every other algorithm's own best, closest rival first."""
+        algorithm = self.candidate(self.choice)[0]
+        rivals = [self.best_of(a) for a in self.algorithms if a != algorithm]
+        return [self.choice] + sorted(rivals, key=lambda c: self.expected_regret[c])
+
+    def confirms(self, previous: tuple[str, int] | None) -> bool:
+        """True when the choice is the previous round's (same algorithm, size within
+        VERIFY_RATIO): it survived a round of new runs, its own check among them."""
+        if previous is None:
+            return False
+        algorithm, m = self.candidate(self.choice)
+        return algorithm == previous[0] and max(m / previous[1], previous[1] / m) <= VERIFY_RATIO
+
+    @property
+    def decision_unchecked(self) -> bool:
+        """True while the choice or some other algorithm's own best is unchecked."""
+        return any(self.unchecked(c) for c in self.contenders())
 
     def rows(self, top: int) -> list[dict[str, object]]:
-        """The ``top`` candidates by P(within tolerance), with 90% intervals of T."""
+        """The ``top`` candidates by expected regret, with 90% intervals of T."""
         lo, hi = percentile_interval(self.times)
         median = np.median(self.times, axis=0)
-        order = np.lexsort((median, -self.p_within))[:top]
+        regret = self.expected_regret
+        best_mean = float(np.mean(np.min(self.times, axis=1))) or 1.0
         out = []
-        for c in order:
+        for c in self.order()[:top]:
             algorithm, m = self.candidate(int(c))
             out.append({"algorithm": algorithm, "m": m,
                         "data": data_mark(m, self.measured[algorithm]),
                         "time_s": float(median[c]), "time_lo_s": float(lo[c]),
                         "time_hi_s": float(hi[c]), "p_best": float(self.p_best[c]),
-                        "p_within": float(self.p_within[c])})
+                        "p_within": float(self.p_within[c]),
+                        "expected_regret": float(regret[c] / best_mean)})
         return out
 
 
@@ -205,32 +258,44 @@ def plan(post: Posterior, overhead: dict[str, float], budget_left: float, runs: 
     teaches nothing wastes a round), runs costing many slots by value per
     machine-second.
     ``overhead[a]``: measured machine-seconds of a's runs over their predicted T x m.
-    The choice and each other algorithm's own best size, when far from that
-    algorithm's runs (:meth:`Posterior.unverified`), are run first. When no run would
-    move the decision (every value ~0) the strongest contenders not yet
+    First the decision is checked (:meth:`Posterior.check_size`): the choice and each
+    other algorithm's own best size. The last round (``rounds_left`` 1) also re-runs
+    the choice and its closest rival when they are checked already: a further run at
+    each shrinks the noise exactly where the final comparison is decided, and is
+    evidence that does not lean on the model's form. When no run
+    would move the decision (every value ~0) the strongest contenders not yet
     measured are run instead, so the loop never stalls short of its confidence.
     """
     sizes = run_sizes(int(post.m[-1]))
     columns = np.array([post.column(a, int(s)) for a in post.algorithms for s in sizes])
     median = np.median(post.times, axis=0)
-    cost = np.array([overhead.get(post.candidate(int(c))[0], DEFAULT_OVERHEAD)
-                     * median[c] * post.candidate(int(c))[1] for c in columns])
+
+    def cost_of(column: int) -> float:
+        algorithm, m = post.candidate(column)
+        return float(overhead.get(algorithm, DEFAULT_OVERHEAD) * median[column] * m)
+
+    cost = np.array([cost_of(int(c)) for c in columns])
     weights = np.full(post.times.shape[0], 1.0 / post.times.shape[0])
     scale = float(median.min()) or 1.0
     slot = budget_left / max(rounds_left, 1) / runs
     chosen: list[PlannedRun] = []
     spent = 0.0
-    # Check the model where the decision is made before believing it: the choice, then
-    # every other algorithm's own best size (the runner-up a biased fit may be hiding).
-    checks = [post.choice] + [post.best_of(a) for a in post.algorithms
-                              if a != post.candidate(post.choice)[0]]
-    for column in checks:
-        if len(chosen) == runs or not post.unverified(column):
-            continue
-        algorithm, m = post.candidate(column)
-        c_cost = overhead.get(algorithm, DEFAULT_OVERHEAD) * median[column] * m
+    forced: list[int] = []
+    for k, contender in enumerate(post.contenders()):
+        size = post.check_size(contender)
+        if size is None and rounds_left <= 1 and k < 2:
+            size = post.candidate(contender)[1]
+        if size is not None:
+            column = post.column(post.candidate(contender)[0], size)
+            if column not in forced:
+                forced.append(column)
+    for column in forced:
+        if len(chosen) == runs:
+            break
+        c_cost = cost_of(column)
         if spent + c_cost <= budget_left:
-            chosen.append(PlannedRun(algorithm, m, float(c_cost), 0.0))
+            algorithm, m = post.candidate(column)
+            chosen.append(PlannedRun(algorithm, m, c_cost, 0.0))
             spent += c_cost
             weights = believe(post, column, weights)
     while len(chosen) < runs:
@@ -247,8 +312,7 @@ def plan(post: Posterior, overhead: dict[str, float], budget_left: float, runs: 
         spent += cost[k]
         weights = believe(post, int(columns[k]), weights)
     if not chosen:  # the decision is stuck: measure the contenders themselves
-        order = np.lexsort((median, -post.p_within))
-        for c in order:
+        for c in post.order():
             algorithm, m = post.candidate(int(c))
             c_cost = overhead.get(algorithm, DEFAULT_OVERHEAD) * median[c] * m
             if len(chosen) == runs or post.p_within[c] <= 0:

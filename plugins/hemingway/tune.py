@@ -70,6 +70,7 @@ class Session:
     problem_options: tuple[str, ...]
     algorithm_options: tuple[str, ...]
     iterations: int | None
+    verbose: bool = False  # let the source print its own per-run detail
     runs: list[FinishedRun] = field(default_factory=list)
 
     @property
@@ -108,7 +109,8 @@ class Session:
         request = MeasureRequest(
             problem=self.problem, algorithm=algorithm, ranks=m, target=self.eps,
             iterations=self.iterations, options=self.options, store=self.store, run_tag=tag,
-            problem_options=self.problem_options, algorithm_options=self.algorithm_options)
+            problem_options=self.problem_options, algorithm_options=self.algorithm_options,
+            verbose=self.verbose)
         measured = self.source.measure(request)
         stored = self.store.get(measured.result_id)
         summary = {**stored.summary, "machine_seconds": measured.machine_seconds,
@@ -194,7 +196,11 @@ def run_loop(session: Session, algorithms: Sequence[str], terms: Sequence[Any], 
 
     def make(round_: int, planned: Sequence[tuple[str, int]], estimate: Any) -> None:
         done = [r for r in session.runs if r.round == round_ and r.status == "complete"]
-        for algorithm, m, nth in _missing(planned, done):
+        missing = _missing(planned, done)
+        if missing:
+            report(f"round {round_}: running {len(missing)} of {len(planned)} runs: "
+                   + ", ".join(f"{a} m={m}" for a, m, _ in missing))
+        for algorithm, m, nth in missing:
             guess = estimate(algorithm, m)
             if guess is not None and session.spent + guess > budget and round_ == 1:
                 raise BenchUsageError(
@@ -213,6 +219,7 @@ def run_loop(session: Session, algorithms: Sequence[str], terms: Sequence[Any], 
 
     make(1, [(a, m) for m in initial for a in algorithms], initial_cost)
     round_ = 1
+    previous = None  # the choice before this round's runs
     while True:
         data = session.measurements(before_round=round_ + 1)
         fits, warnings = fit_all(data, session.eps, terms)
@@ -221,11 +228,15 @@ def run_loop(session: Session, algorithms: Sequence[str], terms: Sequence[Any], 
         post = posterior(fits, session.eps, terms, max_ranks,
                          np.random.default_rng([seed, round_]), tolerance)
         choice = post.candidate(post.choice)
-        report(f"round {round_}: {len(session.complete())} runs, {session.spent:.4g}/{budget:g} "
+        so_far = [r for r in session.runs if r.round <= round_]  # as of this round, on resume too
+        report(f"round {round_}: {sum(r.status == 'complete' for r in so_far)} runs, "
+               f"{sum(r.machine_seconds for r in so_far):.4g}/{budget:g} "
                f"machine-s; best {choice[0]} m={choice[1]}, P(best) "
                f"{post.p_best[post.choice]:.2f}, P(within {tolerance:.0%}) "
                f"{post.confidence:.2f}")
-        confident = post.confidence >= confidence and not post.choice_unverified
+        confident = (post.confidence >= confidence and not post.decision_unchecked
+                     and post.confirms(previous))
+        previous = choice
         reason = ("confident" if confident else
                   "rounds" if round_ >= max_rounds else None)
         planned = []
@@ -302,7 +313,8 @@ def _pairs(text: str | None, what: str) -> list[str]:
 @click.option("--max-rounds", type=params.Count(1000), default=4, show_default=True,
               help="Rounds of measurement at most, round 1 included.")
 @click.option("--runs-per-round", type=params.Count(10_000), metavar="N",
-              help="Runs per round after the first (default: 2 per algorithm).")
+              help="Runs per round after the first (default: as many as round 1, i.e. the "
+                   "initial sizes x the algorithms).")
 @click.option("--iterations", type=params.ITERATIONS, metavar="N",
               help="Most iterations per run (default: the source's own cap).")
 @click.option("--term", "extra_terms", multiple=True, metavar="EXPR",
@@ -311,6 +323,9 @@ def _pairs(text: str | None, what: str) -> list[str]:
               help="Name the session (default: derived from the question, so the same "
                    "command resumes it).")
 @click.option("--seed", type=params.SEED, default=0, show_default=True, help="Seed of the posterior draws.")
+@click.option("--verbose", is_flag=True,
+              help="Show every run as it finishes and the source's own detail (for mpi: the "
+                   "mpiexec commands and sweep's per-job lines).")
 @format_option("table", "json")
 @store_option
 def tune_command(problem: str, algorithms: str, epsilon: float, source: str,
@@ -318,8 +333,8 @@ def tune_command(problem: str, algorithms: str, epsilon: float, source: str,
                  opt_pairs: tuple[str, ...], budget: float, confidence: float, tolerance: float,
                  max_ranks: int | None, initial_ranks: str | None, max_rounds: int,
                  runs_per_round: int | None, iterations: int | None,
-                 extra_terms: tuple[str, ...], session_name: str | None, seed: int, fmt: str,
-                 store_path: str | None) -> None:
+                 extra_terms: tuple[str, ...], session_name: str | None, seed: int,
+                 verbose: bool, fmt: str, store_path: str | None) -> None:
     """Find the best (algorithm, cluster size) by measuring only what the decision needs.
 
     \b
@@ -366,15 +381,15 @@ def tune_command(problem: str, algorithms: str, epsilon: float, source: str,
     tty = sys.stderr.isatty()
 
     def report(text: str) -> None:
-        if tty or not text.startswith("  "):
+        if tty or verbose or not text.startswith("  "):
             print(text, file=sys.stderr, flush=True)
 
     store = open_store(store_path)
     session = Session(sid, store, spec, problem, epsilon, options, tuple(problem_pairs),
-                      tuple(opt_pairs), iterations)
+                      tuple(opt_pairs), iterations, verbose)
     try:
         outcome = run_loop(session, names, terms, max_ranks, budget, confidence, tolerance,
-                           max_rounds, initial, runs_per_round or 2 * len(names), seed, report)
+                           max_rounds, initial, runs_per_round or len(initial) * len(names), seed, report)
     except KeyboardInterrupt:
         session.load()
         finished = len(session.complete())
@@ -394,7 +409,10 @@ def _emit(outcome: Outcome, problem: str, eps: float, source: str, fmt: str, pat
     post = outcome.posterior
     algorithm, m = post.candidate(post.choice)
     top = post.rows(TOP_ROWS)
-    why = {"confident": f"P(within {post.tolerance:.0%} of the best) reached the target",
+    regret = top[0]["expected_regret"] if top else 0.0
+    why = {"confident": f"P(within {post.tolerance:.0%} of the best) reached the target and "
+                        "the choice and its rivals are checked by runs and the "
+                        "last round's runs confirmed it",
            "budget": "the budget buys no further useful run",
            "rounds": "--max-rounds reached"}[outcome.reason]
     if fmt == "json":
@@ -402,22 +420,26 @@ def _emit(outcome: Outcome, problem: str, eps: float, source: str, fmt: str, pat
                        "epsilon": eps, "choice": {"algorithm": algorithm, "m": m},
                        "p_best": float(post.p_best[post.choice]),
                        "p_within": post.confidence, "tolerance": post.tolerance,
+                       "expected_regret": regret,
                        "rounds": outcome.rounds, "runs": outcome.runs,
                        "machine_seconds": outcome.spent, "budget": outcome.budget,
                        "stopped": outcome.reason, "candidates": top, "store": str(path)}))
         return
     table = [{"algorithm": r["algorithm"], "m": r["m"], "data": r["data"],
               "time_s": r["time_s"], "time 90%": _interval(r["time_lo_s"], r["time_hi_s"]),
-              "P(best)": r["p_best"], f"P(within {post.tolerance:.0%})": r["p_within"]}
+              "P(best)": r["p_best"], f"P(within {post.tolerance:.0%})": r["p_within"],
+              "E[regret]": f"{100 * r['expected_regret']:.1f}%"}
              for r in top]
     summary = [{"choice": f"{algorithm} on m={m}", "P(best)": float(post.p_best[post.choice]),
-                f"P(within {post.tolerance:.0%})": post.confidence, "rounds": outcome.rounds,
+                f"P(within {post.tolerance:.0%})": post.confidence,
+                "E[regret]": f"{100 * regret:.1f}%", "rounds": outcome.rounds,
                 "runs": outcome.runs,
                 "machine-s spent": f"{outcome.spent:.4g} of {outcome.budget:g}"}]
     write("\n\n".join([
         f"bench tune: {problem} from source '{source}', time to suboptimality {eps:g} "
         f"(session {outcome.session})",
         render(summary, "table"),
-        f"stopped: {why}. Top candidates (median time, 90% interval):",
+        f"stopped: {why}. Top candidates by expected regret (median time, 90% interval; "
+        "E[regret]: expected excess time over the best, as a share of the best's):",
         render(table, "table"),
     ]))

@@ -42,25 +42,30 @@ def _launcher(request: MeasureRequest) -> Any:
 
     o = request.options
     key = (request.problem, request.algorithm, request.problem_options, request.algorithm_options,
-           request.iterations, request.target, tuple(sorted(o.items())), str(request.store.path))
+           request.iterations, request.target, tuple(sorted(o.items())), str(request.store.path),
+           request.verbose)
     if key not in _launchers:
         _launchers[key] = make_launcher(
             optimizers=[request.algorithm], problem=request.problem,
             opt_pairs=list(request.algorithm_options), problem_pairs=list(request.problem_options),
             iterations=request.iterations or DEFAULT_ITERATION_CAP, target=request.target,
             eval_every=o["eval_every"], timeout=o["timeout"] or None,
-            mpiexec=o["mpiexec"] or None, hostfile=o["hostfile"] or None, store=request.store)
+            mpiexec=o["mpiexec"] or None, hostfile=o["hostfile"] or None, store=request.store,
+            verbose=request.verbose)
     return _launchers[key]
 
 
 def measure(request: MeasureRequest) -> MeasuredRun:
-    """One job of ``request.ranks`` MPI ranks; machine-seconds are its wall time x ranks."""
+    """One job of ``request.ranks`` MPI ranks; machine-seconds are its wall time x ranks.
+
+    Quiet unless ``request.verbose``: ``bench tune`` reports each run and round itself."""
     from plugins.optimizers.sweep import JobProgress
 
     launcher = _launcher(request)
     name = next(iter(launcher.hyper))  # the optimizer's own spelling
-    outcome = launcher.run_job(name, request.ranks, JobProgress(1, 1, name, request.ranks),
-                               tag=request.run_tag)
+    progress = JobProgress(1, 1, name, request.ranks, quiet=not request.verbose)
+    outcome = launcher.run_job(name, request.ranks, progress, tag=request.run_tag)
+    progress.done(f"{outcome.status} (result {outcome.result_id})")
     stored = request.store.get(outcome.result_id)
     summary = stored.summary
     seconds = summary.get("wall_time_s") or summary.get("total_iter_time_s") or 0.0

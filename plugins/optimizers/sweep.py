@@ -141,13 +141,19 @@ class MpiExec:
 
 # --------------------------------------------------------------------------- the launcher
 class JobProgress:
-    """The launcher's progress line on stderr (rewritten in place on a terminal)."""
+    """The launcher's progress line on stderr (rewritten in place on a terminal).
 
-    def __init__(self, index: int, total: int, optimizer: str, ranks: int) -> None:
+    ``quiet``: no started/finished lines (the caller reports runs itself, as
+    ``bench tune`` does); the in-place line on a terminal stays.
+    """
+
+    def __init__(self, index: int, total: int, optimizer: str, ranks: int,
+                 quiet: bool = False) -> None:
         self.tty = sys.stderr.isatty()
+        self.quiet = quiet
         self.prefix = f"[{index}/{total}] {optimizer} K={ranks}"
         self.last = ""
-        if not self.tty:
+        if not self.tty and not quiet:
             print(f"{self.prefix}: started", file=sys.stderr, flush=True)
 
     def update(self, info: dict[str, Any]) -> None:
@@ -165,7 +171,9 @@ class JobProgress:
     def done(self, text: str) -> None:
         if self.tty and self.last:
             sys.stderr.write("\r" + " " * len(self.last) + "\r")
-        print(f"{self.prefix}: {text}", file=sys.stderr, flush=True)
+            sys.stderr.flush()
+        if not self.quiet:
+            print(f"{self.prefix}: {text}", file=sys.stderr, flush=True)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
