@@ -391,6 +391,12 @@ class MeasurementSourceSpec:
     cluster size it can run (None: no limit of its own)."""
     options: tuple[OptionSpec, ...] = ()
     """What ``--source-opt key=value`` accepts."""
+    check_job_options: Callable[[str, Sequence[str], Sequence[str], Sequence[str]], None] | None \
+        = None
+    """``check_job_options(problem, algorithms, problem_pairs, algorithm_pairs)`` validates
+    the ``--problem-opt`` and ``--opt`` pairs before any run, raising
+    :class:`BenchUsageError`. None: the source takes no such options, and ``bench tune``
+    refuses them before any run."""
 
     def parse_options(self, pairs: Sequence[str] | dict[str, str]) -> dict[str, Any]:
         """``["key=value", ...]`` to typed values, defaults filled in."""

@@ -140,6 +140,11 @@ def test_the_mpi_source_runs_real_jobs(bench, store_path):
     (tune_args("--source", "synthetic", "--source-opt", "colour=red"), "colour"),
     (tune_args(problem="logreg", algorithms="cocoa+"), "give --max-ranks"),
     (tune_args(problem="logreg", algorithms="cocoa+,nope", ), "unknown optimizer 'nope'"),
+    (tune_args("--source", "synthetic", "--opt", "gamma=1"), "takes no --problem-opt or --opt"),
+    (tune_args("--max-ranks", "4", "--problem-opt", "nn=3", problem="logreg",
+               algorithms="cocoa+"), "unknown option for problem"),
+    (tune_args("--max-ranks", "4", "--opt", "rho=3", problem="logreg", algorithms="cocoa+"),
+     "unknown hyperparameter for cocoa+"),
     (["tune", "--problem", FAR, "--algorithms", "gd", "--epsilon", "1e-4", "--budget", "5",
       "--source", "synthetic"], "does not cover the initial runs"),
 ])
@@ -149,6 +154,8 @@ def test_user_errors_are_one_line_exit_2(bench, args, message):
     errors = [line for line in out.stderr.splitlines() if line.startswith("Error")]
     assert len(errors) == 1 and message in errors[0], out.stderr
     assert "Traceback" not in out.stderr
+    if "does not cover" not in message:  # only the budget needs the first runs' cost
+        assert "round 1" not in out.stderr  # found before any run is made
 
 
 # --------------------------------------------------------------------------- decision rules

@@ -52,7 +52,7 @@ def measure(request: MeasureRequest) -> MeasuredRun:
     from plugins.hemingway.synthetic import generate
     from plugins.optimizers.jobs import notify_recorded, summarize
 
-    if request.problem_options or request.algorithm_options:
+    if request.problem_options or request.algorithm_options:  # a caller other than tune
         raise BenchUsageError("source 'synthetic' takes no --problem-opt or --opt; its "
                               "options (--source-opt) are: "
                               + ", ".join(o.name for o in OPTIONS))

@@ -364,6 +364,12 @@ def tune_command(problem: str, algorithms: str, epsilon: float, source: str,
     spec = get_plugin_manager().measurement_source(source)
     options = spec.parse_options(list(source_pairs))
     limit = spec.check(problem, names, options)
+    if spec.check_job_options is not None:
+        spec.check_job_options(problem, names, list(problem_pairs), list(opt_pairs))
+    elif problem_pairs or opt_pairs:
+        valid = ", ".join(o.name for o in spec.options) or "none"
+        raise BenchUsageError(f"source '{spec.name}' takes no --problem-opt or --opt; its "
+                              f"options (--source-opt) are: {valid}")
     if max_ranks is None:
         if limit is None:
             raise BenchUsageError(f"source '{spec.name}' has no cluster-size limit of its own; "

@@ -36,6 +36,22 @@ def check(problem: str, algorithms: Sequence[str], options: dict[str, Any]) -> i
     return None
 
 
+def check_job_options(problem: str, algorithms: Sequence[str], problem_pairs: Sequence[str],
+                      algorithm_pairs: Sequence[str]) -> None:
+    """The --problem-opt and --opt pairs parse for this problem and these optimizers."""
+    from harness.plugins.manager import get_plugin_manager
+    from harness.specs import parse_options
+    from plugins.optimizers.jobs import split_algorithm_pairs
+
+    pm = get_plugin_manager()
+    problem_spec = pm.problem(problem)
+    parse_options(problem_spec.options, list(problem_pairs), f"problem '{problem_spec.name}'")
+    specs = [pm.optimizer(name) for name in algorithms]
+    routed = split_algorithm_pairs(specs, list(algorithm_pairs))
+    for spec in specs:
+        parse_options(spec.hyperparameters, routed[spec.name], f"optimizer '{spec.name}'")
+
+
 def _launcher(request: MeasureRequest) -> Any:
     from plugins.optimizers.jobs import DEFAULT_ITERATION_CAP
     from plugins.optimizers.sweep import make_launcher
@@ -84,5 +100,5 @@ def bench_measurement_sources() -> list[MeasurementSourceSpec]:
         name="mpi",
         description="runs each (algorithm, m) as a `bench sweep` job under mpiexec "
                     "(problems and algorithms: `bench list problems`, `bench list optimizers`)",
-        measure=measure, check=check, options=OPTIONS,
+        measure=measure, check=check, options=OPTIONS, check_job_options=check_job_options,
     )]
