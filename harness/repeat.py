@@ -203,11 +203,20 @@ def cell_of(result: StoredResult) -> Cell:
     if unknown:
         raise BenchUsageError(f"cannot re-run {where}: {backend.name} no longer has option(s) "
                               f"{', '.join(unknown)}; valid: {', '.join(sorted(known))}")
-    hw_opts = tuple(f"{k}={options[k]}" for k in sorted(known) if k in options)
+    # Options at their default stay unsaid (a default such as threads "all" is stored as
+    # its parsed value); the others as text, checked to parse back to what was stored.
+    specs = {spec.name: spec for spec in backend.options}
+    given = [k for k in sorted(known) if k in options
+             and options[k] not in (specs[k].default, specs[k].parse(str(specs[k].default)))]
+    hw_opts = tuple(f"{k}={options[k]}" for k in given)
     try:
-        backend.parse_options(hw_opts)
+        parsed = backend.parse_options(hw_opts)
     except BenchUsageError as exc:
         raise BenchUsageError(f"cannot re-run {where}: {exc}") from None
+    wrong = [k for k in given if parsed[k] != options[k]]
+    if wrong:
+        raise BenchUsageError(f"cannot re-run {where}: its option(s) {', '.join(wrong)} do not "
+                              "parse back to the stored values")
     default = list(model.sized(None))
     return Cell(model.name, backend.name, batch, None if size == default else size[1], hw_opts)
 
