@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import sqlite3
 import statistics
@@ -281,3 +282,181 @@ def test_runs_that_other_programs_competed_with_are_noted():
     result_busy = compare_timed(quiet, busy, 0.05, 0.1)
     assert result_busy["b"]["contended_runs"] == 1 and result_busy["a"]["contended_runs"] == 0
     assert result_busy["notes"] and result_busy["notes"][0].startswith("1 of 2 runs of B")
+
+
+# --------------------------------------------------------------------------- --rerun
+CPU_DEFAULTS = {"threads": 1, "dtype": "float32", "channels_last": False, "compile": False,
+                "min_time": 0.15, "min_samples": 5, "warmup": 0.1, "seed": 0,
+                "steady_heap": True}
+
+
+def add_cpu_run(store_path: Path, size: int = 227, model: str = "squeezenet1_1",
+                **changes) -> int:
+    """A stored cpu run with the options bench run records (batch, input size, all options)."""
+    options = {"batch": 1, "input_size": [3, size, size], **CPU_DEFAULTS,
+               "model_plugin": "squeezenet", **changes}
+    with ResultStore(store_path) as store:
+        return store.add("run", plugin="cpu", model=model, hardware="cpu", options=options,
+                         environment={"host": "h"}, summary={"time_s": 0.01},
+                         samples=[0.010, 0.011, 0.0105])
+
+
+class FakeChild:
+    """Stands in for the child ``bench run``: stores a run whose median is set by the test.
+
+    ``median(call_index, side)`` gives each run's median, so a drift over time and a
+    shift between the cells are whatever the test constructs. The side is told by the
+    group: each re-run opens A's group, then B's (odd and even ids in a fresh store).
+    """
+
+    def __init__(self, median) -> None:
+        self.median, self.calls = median, []
+
+    def __call__(self, cmd, what: str) -> dict:
+        args = list(cmd)
+        value = lambda flag: args[args.index(flag) + 1] if flag in args else None  # noqa: E731
+        side = "A" if int(value("--group-id")) % 2 else "B"
+        m = self.median(len(self.calls), side)
+        self.calls.append((side, args))
+        with ResultStore(value("--store")) as store:
+            rid = store.add("run", plugin="cpu", model=value("--model"), hardware="cpu",
+                            options={"input_size": [3, 0, 0]}, environment={"host": "h"},
+                            summary={"time_s": m}, samples=[m * 0.99, m, m * 1.01],
+                            group_id=int(value("--group-id")))
+        return {"id": rid, "summary": {"median_ms": m * 1e3}, "warnings": []}
+
+
+def drifting(shift: float, drift_per_run: float, noise: float = 0.0, seed: int = 0):
+    """Run medians: 10 ms for A, ``shift`` times that for B, times a steady drift."""
+    rng = random.Random(seed)
+    return lambda t, side: (0.010 * (shift if side == "B" else 1.0) * math.exp(
+        drift_per_run * t) * rng.lognormvariate(0, noise) if noise else 0.010 * (
+        shift if side == "B" else 1.0) * math.exp(drift_per_run * t))
+
+
+def rerun(store_path: Path, a: str, b: str, child: FakeChild, runs: int = 5, **kw) -> dict:
+    from harness.commands.compare import compare
+
+    with ResultStore(store_path) as store:
+        return compare(store, a, b, kw.get("alpha", 0.05), kw.get("min_effect", 0.10), 10,
+                       rerun=runs, runner=child)
+
+
+def test_rerun_runs_both_cells_in_abba_order_and_pairs_adjacent_runs(tmp_path):
+    path = tmp_path / "s.sqlite"
+    a, b = add_cpu_run(path), add_cpu_run(path, 249)
+    child = FakeChild(drifting(1.2, 0.0))
+    result = rerun(path, str(a), str(b), child, runs=5)
+    assert "".join(side for side, _ in child.calls) == "ABBAABBAAB"
+    first = child.calls[0][1]  # the cell rebuilt from the stored result
+    assert first[first.index("--model") + 1] == "squeezenet1_1" and "--input-size" not in first
+    for opt in ("threads=1", "min_time=0.15", "warmup=0.1", "min_samples=5"):
+        assert opt in first
+    assert child.calls[1][1][child.calls[1][1].index("--input-size") + 1] == "249"
+    assert result["rerun"]["groups"] == {"A": "g1", "B": "g2"}
+    assert result["rerun"]["of"] == {"A": str(a), "B": str(b)}
+    with ResultStore(path) as store:
+        ga, gb = store.group("g1"), store.group("g2")
+    assert all(("--input-size" in args) == (side == "B") for side, args in child.calls)
+    # Pair i is the i-th run of each new group: adjacent in time (positions 2i, 2i+1).
+    assert [r.id for r in ga] == [3, 6, 7, 10, 11]
+    assert [r.id for r in gb] == [4, 5, 8, 9, 12]
+    assert result["a"]["results"] == [3, 6, 7, 10, 11] and result["pairs"] == 5
+    assert result["pair_ratios"] == pytest.approx([1.2] * 5)
+    assert result["verdict"] == "slower" and result["paired"]
+
+
+def test_a_shift_under_strong_drift_is_caught_by_the_pairs_and_missed_by_welch(tmp_path):
+    """The machine speeds up or slows down 10% per run (far more than the 20% shift over a
+    group): the unpaired test sees groups that overlap; each pair sees the shift."""
+    path = tmp_path / "s.sqlite"
+    a, b = add_cpu_run(path), add_cpu_run(path, 249)
+    for drift in (0.10, -0.10):
+        result = rerun(path, str(a), str(b), FakeChild(drifting(1.2, drift, 0.01, seed=3)))
+        assert result["verdict"] == "slower" and result["significant"]
+        assert result["ci_low"] > 1.0 and result["ratio_b_over_a"] == pytest.approx(1.2,
+                                                                                   rel=0.1)
+        assert result["unpaired"]["verdict"] == NO_CHANGE
+        assert result["unpaired"]["p_value"] > 0.05
+        ma = [m / 1e3 for m in result["a"]["run_medians_ms"]]  # the same data, Welch direct
+        mb = [m / 1e3 for m in result["b"]["run_medians_ms"]]
+        assert welch_log(ma, mb, 0.95)["p_value"] == pytest.approx(
+            result["unpaired"]["p_value"])
+
+
+def test_identical_cells_under_drift_are_no_significant_change(tmp_path):
+    path = tmp_path / "s.sqlite"
+    a, a2 = add_cpu_run(path), add_cpu_run(path)
+    called = 0
+    for seed in range(10):
+        child = FakeChild(drifting(1.0, 0.10, 0.02, seed=seed))
+        result = rerun(path, str(a), str(a2), child)
+        assert "".join(side for side, _ in child.calls) == "ABBAABBAAB"
+        assert result["ci_low"] <= result["ratio_b_over_a"] <= result["ci_high"]
+        called += result["significant"]
+    assert called <= 2
+    quiet = rerun(path, str(a), str(a2), FakeChild(drifting(1.0, 0.10)))
+    assert quiet["verdict"] == NO_CHANGE and quiet["p_value"] > 0.5
+
+
+def test_paired_log_matches_scipy_and_needs_equal_pairs():
+    from scipy.stats import ttest_1samp
+
+    from harness.timed_compare import paired_log
+
+    ma, mb = [0.010, 0.011, 0.0105, 0.0102], [0.012, 0.0125, 0.0128, 0.0121]
+    res = paired_log(ma, mb, 0.95)
+    diffs = [math.log(b / a) for a, b in zip(ma, mb)]
+    ref = ttest_1samp(diffs, 0.0)
+    assert res["p_value"] == pytest.approx(ref.pvalue) and res["df"] == 3
+    assert res["ratio"] == pytest.approx(math.exp(statistics.fmean(diffs)))
+    back = paired_log(mb, ma, 0.95)
+    assert back["ci_low"] == pytest.approx(1 / res["ci_high"])
+    with pytest.raises(ValueError):
+        paired_log(ma, mb[:3], 0.95)
+
+
+def test_abba_order():
+    from harness.repeat import abba_order
+
+    assert abba_order(1) == ["A", "B"]
+    assert abba_order(4) == list("ABBAABBA")
+    assert all(abba_order(k).count("A") == k for k in range(1, 9))
+
+
+def test_cell_of_rebuilds_the_command_a_stored_run_used(tmp_path):
+    from harness.plugins.manager import get_plugin_manager
+    from harness.repeat import cell_of
+
+    path = tmp_path / "s.sqlite"
+    defaults = get_plugin_manager().backend("cpu").parse_options([])
+    rid = add_cpu_run(path, 249, **defaults, batch=4)
+    with ResultStore(path) as store:
+        cell = cell_of(store.get(rid))
+    assert (cell.model, cell.hardware, cell.batch, cell.input_size) == (
+        "squeezenet1_1", "cpu", 4, 249)
+    assert get_plugin_manager().backend("cpu").parse_options(cell.hw_opts) == defaults
+
+
+def test_rerun_refusals_are_one_line_errors(bench, store_path, accel_pair):
+    timed = add_cpu_run(store_path)  # 3
+    line = one_line_error(bench("compare", "1", "2", "--rerun", "3"))
+    assert "simulated" in line and "deterministic" in line and "without --rerun" in line
+    gone = add_cpu_run(store_path, model="gone-net")  # 4
+    line = one_line_error(bench("compare", str(timed), str(gone), "--rerun", "3"))
+    assert "cannot re-run result 4 (gone-net on cpu)" in line and "gone-net" in line
+    old = add_cpu_run(store_path, no_such_option=1)  # 5
+    line = one_line_error(bench("compare", str(timed), str(old), "--rerun", "3"))
+    assert "no longer has option(s) no_such_option" in line
+    with ResultStore(store_path) as store:  # stored before bench recorded batch and size
+        bare = store.add("run", plugin="cpu", model="squeezenet1_1", hardware="cpu",
+                         samples=[0.01, 0.011, 0.012])
+    line = one_line_error(bench("compare", str(timed), str(bare), "--rerun", "3"))
+    assert "does not record its batch and input size" in line
+    for bad in ("1", "0", "101", "x"):
+        assert "--rerun" in one_line_error(bench("compare", str(timed), str(timed),
+                                                 "--rerun", bad))
+    with ResultStore(store_path) as store:
+        assert store.count() == 6  # nothing was run, no group left behind
+        with pytest.raises(Exception, match="the store has no groups"):
+            store.group("g1")

@@ -375,6 +375,7 @@ def test_repeat_stores_each_run_in_its_own_process_as_one_group(tiny_bench, stor
     assert out.returncode == 0, out.stderr
     assert "3 runs in separate processes, stored as group g1" in out.stdout
     assert "run-to-run CV" in out.stdout
+    assert "compare with: bench compare g1 <other group> [--rerun 3]" in out.stdout
     with ResultStore(store_path) as store:
         runs = store.group("g1")
         info = store.group_info(1)
@@ -387,6 +388,27 @@ def test_repeat_stores_each_run_in_its_own_process_as_one_group(tiny_bench, stor
     result = json.loads(compared.stdout)
     assert result["verdict"] == "no significant change" and result["ratio_b_over_a"] == 1.0
     assert result["a"]["results"] == [r.id for r in runs]
+
+
+def test_compare_rerun_measures_both_stored_cells_again_as_two_groups(tiny_bench, store_path):
+    from harness.store import ResultStore
+
+    for size in ([], ["--input-size", "48"]):
+        out = tiny_bench("run", "--model", "tiny-cnn", "--hw", "cpu", "--hw-opt", "threads=1",
+                         *size, *FAST)
+        assert out.returncode == 0, out.stderr
+    out = tiny_bench("compare", "1", "2", "--rerun", "2")
+    assert out.returncode == 0, out.stderr
+    assert "re-measured as g1 and g2: 2 runs of each, interleaved A B B A" in out.stdout
+    assert "A: group g1, 2 runs, re-run of 1" in out.stdout
+    assert "paired t-test on log(B/A)" in out.stdout and "verdict: " in out.stdout
+    with ResultStore(store_path) as store:
+        stored_a, stored_b = store.get(1), store.get(2)
+        ga, gb = store.group("g1"), store.group("g2")
+    assert [r.id for r in ga] == [3, 6] and [r.id for r in gb] == [4, 5]  # A B B A
+    for new, old in ((ga, stored_a), (gb, stored_b)):  # the same cell, option for option
+        for run in new:
+            assert run.options == old.options
 
 
 def test_repeat_json_lists_every_run_and_the_group(tiny_bench):

@@ -5,14 +5,18 @@ A and B are result ids (``12``) or group ids (``g3``, the runs of one
 per-metric and per-layer ratios, exact (:mod:`harness.sim_compare`). Timed
 results (``cpu``) are tested run against run, so run-to-run variance counts
 (:mod:`harness.timed_compare`). Two results of different kinds are a usage error.
+With ``--rerun K`` both timed cells are measured again now, interleaved
+(:func:`harness.repeat.run_interleaved`), and tested pair by pair.
 """
 from __future__ import annotations
 
 import math
-from typing import Any
+import sys
+from typing import Any, Callable
 
 import click
 
+from harness import params
 from harness.cli import format_option, open_store, store_option
 from harness.errors import BenchUsageError
 from harness.output import readable, to_json, write
@@ -75,9 +79,50 @@ def side_kind(side: Side) -> str:
     return kinds.pop()
 
 
+def side_cell(side: Side) -> Any:
+    """The one cell a side's runs measured (a group of several cells cannot be re-run)."""
+    from harness.repeat import cell_of
+
+    cells = {cell_of(r) for r in side.results}
+    if len(cells) > 1:
+        raise BenchUsageError(f"cannot re-run {side.label}: its runs measured "
+                              f"{len(cells)} different cells")
+    return cells.pop()
+
+
+def rerun_compare(store: ResultStore, a: Side, b: Side, runs: int, alpha: float,
+                  min_effect: float, report: Callable[[str], None],
+                  runner: Any = None) -> dict[str, Any]:
+    """Measure A's and B's cells again, interleaved, and test them pair by pair."""
+    from harness.repeat import run_interleaved
+    from harness.timed_compare import compare_paired
+
+    cells = {"A": side_cell(a), "B": side_cell(b)}
+    done = run_interleaved(cells, runs, store, report, runner)
+    new = {name: Side(done[name]["group"], [store.get(i) for i in done[name]["results"]])
+           for name in ("A", "B")}
+    out = compare_paired(new["A"], new["B"], alpha, min_effect)
+    out["rerun"] = {"runs": runs, "order": "A B B A ...",
+                    "of": {"A": a.label, "B": b.label},
+                    "groups": {name: done[name]["group"] for name in ("A", "B")},
+                    "cells": {name: cells[name].describe() for name in ("A", "B")}}
+    here = {r.environment.get("host") for r in a.results + b.results}
+    now = new["A"].results[0].environment.get("host")
+    if here - {now}:
+        out["notes"].append(f"the stored runs were made on {', '.join(map(str, here))}; "
+                            f"the re-runs on {now}")
+    out["differences"] = differences(new["A"].results[0], new["B"].results[0])
+    return out
+
+
 def compare(store: ResultStore, a_text: str, b_text: str, alpha: float, min_effect: float,
-            top: int) -> dict[str, Any]:
-    """The comparison as a dict (what ``--format json`` prints)."""
+            top: int, rerun: int | None = None, report: Callable[[str], None] = lambda _: None,
+            runner: Any = None) -> dict[str, Any]:
+    """The comparison as a dict (what ``--format json`` prints).
+
+    ``rerun``: measure both cells again that many times each (see
+    :func:`rerun_compare`); ``runner`` replaces the child process (tests).
+    """
     from harness.sim_compare import compare_simulated
     from harness.timed_compare import compare_timed
 
@@ -87,6 +132,13 @@ def compare(store: ResultStore, a_text: str, b_text: str, alpha: float, min_effe
         raise BenchUsageError(
             f"{a.label} is {ka} ({a.results[0].subject}) and {b.label} is {kb} "
             f"({b.results[0].subject}): compare takes two simulated or two timed results")
+    if rerun is not None:
+        if ka == "simulated":
+            raise BenchUsageError(
+                f"--rerun: {a.label} and {b.label} are simulated ({a.results[0].hardware}): a "
+                "simulator is deterministic, so a re-run gives the stored figures; compare "
+                "them without --rerun")
+        return rerun_compare(store, a, b, rerun, alpha, min_effect, report, runner)
     notes = []
     for side in (a, b):
         first = side.results[0]
@@ -166,9 +218,16 @@ def simulated_text(result: dict[str, Any]) -> str:
 def timed_text(result: dict[str, Any]) -> str:
     a, b = result["a"], result["b"]
     lines = []
+    rerun = result.get("rerun")
+    if rerun:
+        lines.append(f"re-measured as {rerun['groups']['A']} and {rerun['groups']['B']}: "
+                     f"{rerun['runs']} runs of each, interleaved A B B A ...; the test uses "
+                     "only these new runs")
     for name, side in (("A", a), ("B", b)):
         what = (f"group {side['id']}, {side['runs']} runs" if side["id"].startswith("g")
                 else f"result {side['id']}, 1 run")
+        if rerun:
+            what += f", re-run of {rerun['of'][name]}"
         lines.append(f"{name}: {what} ({side['subject']}, {side['created_utc']})")
     keys = [("runs", "runs"), ("samples", "samples"), ("run medians (ms)", "run_medians_ms"),
             ("geometric mean (ms)", "geomean_ms"), ("run-to-run CV (%)", "run_to_run_cv_pct")]
@@ -181,9 +240,14 @@ def timed_text(result: dict[str, Any]) -> str:
             return _cell(value)
         rows.append({"": label, "A": show(a), "B": show(b)})
     lines += ["", _table(rows), ""]
+    if result.get("paired"):
+        lines.append("B/A of each adjacent pair: "
+                     + ", ".join(f"{r:.3f}" for r in result["pair_ratios"]))
     if result["p_value"] is not None:
         conf = 100 * result["confidence"]
-        lines.append(f"ratio of geometric means B/A: {result['ratio_b_over_a']:.4g} "
+        what = ("geometric mean of the pairs' B/A" if result.get("paired")
+                else "ratio of geometric means B/A")
+        lines.append(f"{what}: {result['ratio_b_over_a']:.4g} "
                      f"({conf:g}% CI {result['ci_low']:.4g} to {result['ci_high']:.4g})")
         lines.append(f"{result['test']}: p = {result['p_value']:.3g} (alpha {result['alpha']})")
     else:
@@ -213,10 +277,14 @@ def _fraction(name: str, low_open: bool) -> Any:
               help="Smallest relative change of timed runs reported as faster or slower.")
 @click.option("--top", type=click.IntRange(1, 10_000), default=DEFAULT_TOP, show_default=True,
               help="Simulated results: how many of the most changed layers to list.")
+@click.option("--rerun", type=params.Count(100, minimum=2), default=None,
+              help="Timed results: measure both cells again now, K runs each in fresh "
+                   "processes, interleaved A B B A ..., stored as two new groups, and test "
+                   "the pairs (the machine's drift cancels).")
 @format_option("table", "json")
 @store_option
-def command(a: str, b: str, alpha: float, min_effect: float, top: int, fmt: str,
-            store_path: str | None) -> None:
+def command(a: str, b: str, alpha: float, min_effect: float, top: int, rerun: int | None,
+            fmt: str, store_path: str | None) -> None:
     """Compare two stored results: A is the reference, B the candidate.
 
     \b
@@ -225,9 +293,15 @@ def command(a: str, b: str, alpha: float, min_effect: float, top: int, fmt: str,
     Simulated (accel): every metric and the most changed layers, exact ratios.
     Timed (cpu): Welch's t-test on the log medians of the runs of each side;
     with one run per side the result is only indicative (use --repeat).
+    With --rerun K: both cells are run again, interleaved, and a paired t-test
+    on log(B/A) of adjacent runs decides (far more sensitive on a drifting machine).
     """
+    def report(line: str) -> None:  # progress on stderr; the comparison is the output
+        if sys.stderr.isatty():
+            print(line, file=sys.stderr)
+
     with open_store(store_path) as store:
-        result = compare(store, a, b, alpha, min_effect, top)
+        result = compare(store, a, b, alpha, min_effect, top, rerun, report)
     if fmt == "json":
         write(to_json(result))
         return
