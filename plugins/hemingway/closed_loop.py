@@ -25,7 +25,9 @@ raises T at 64). The value of the run is the expected drop, over outcomes
 drawn from the current predictive, of the regret of deciding now: the
 posterior-mean time of today's choice minus that of the best choice after the
 run. Runs are ranked by that value per machine-second of their estimated
-cost. A round takes several: after each pick the draws are reweighted as if
+cost, and a run is made only if its saving over the user's payoff horizon
+(``future_runs`` later runs of the choice) covers its cost
+(:func:`worth_its_cost`); an empty round ends the loop. A round takes several: after each pick the draws are reweighted as if
 it had come out at its predicted median (the "believer" heuristic), so the
 next pick is valued given the first and goes elsewhere. This values runs by
 what they do to the decision, unlike A-optimal design, which values them by
