@@ -216,8 +216,61 @@ def test_the_last_round_runs_the_choice_and_its_closest_rival_even_when_checked(
     assert not post.decision_unchecked  # both bests have runs at and around them
     choice, rival = post.contenders()
     assert post.candidate(choice) == ("a", 4) and post.candidate(rival)[0] == "b"
-    last = plan(post, {}, 1e6, 3, rng, rounds_left=1)
+    last = plan(post, {}, 1e6, 3, rng, rounds_left=1, future_runs=1e5).runs
     assert [(r.algorithm, r.m) for r in last[:2]] == [post.candidate(choice),
                                                       post.candidate(rival)]
-    earlier = plan(post, {}, 1e6, 3, rng, rounds_left=2)
+    earlier = plan(post, {}, 1e6, 3, rng, rounds_left=2, future_runs=1e5).runs
     assert post.candidate(choice) not in [(r.algorithm, r.m) for r in earlier]
+
+
+def confident_posterior():
+    """a's best (m = 4) beats b's by ~10% in every draw; both checked by runs around them."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    m = np.arange(1, 17, dtype=float)
+    times = np.concatenate([1.0 / m + 0.05 * m, 1.2 / m + 0.05 * m])
+    times = times[None, :] * rng.lognormal(0, 0.01, (200, 1))
+    return posterior_of(times, {"a": [2, 4, 8, 16], "b": [2, 4, 8, 16]}, 16)
+
+
+def test_a_run_worth_nothing_is_not_queued_and_an_empty_round_says_why():
+    import numpy as np
+
+    from plugins.hemingway.closed_loop import plan
+
+    post = confident_posterior()
+    assert post.confidence == 1.0 and not post.decision_unchecked
+    # no outcome of any run can change the ranking: every run is worth nothing
+    nothing = plan(post, {}, 1e6, 8, np.random.default_rng(0), rounds_left=2, future_runs=1e9)
+    assert nothing.runs == [] and nothing.empty_because == "worth"
+    # an unchecked choice needs its check (exempt from the floor); without the budget for
+    # it the round is empty because of the budget
+    unchecked = posterior_of(post.times, {"a": [1, 2], "b": [1, 2]}, 16)
+    assert unchecked.decision_unchecked
+    checks = plan(unchecked, {}, 1e6, 8, np.random.default_rng(0), rounds_left=2,
+                  future_runs=1e9)
+    assert [(r.algorithm, r.m) for r in checks.runs][:1] == [("a", 4)]
+    broke = plan(unchecked, {}, 1e-9, 8, np.random.default_rng(0), rounds_left=2,
+                 future_runs=1e9)
+    assert broke.runs == [] and broke.empty_because == "budget"
+
+
+def test_the_value_floor_is_the_saving_over_the_future_runs_against_the_cost():
+    from plugins.hemingway.closed_loop import worth_its_cost
+
+    # 1 ms of T saved per later run of a 10 s, 40 machine-s choice: 4 machine-ms per use
+    assert worth_its_cost(1e-3, 40.0, 10.0, 40.0, future_runs=1e4)  # 40 machine-s saved
+    assert not worth_its_cost(1e-3, 41.0, 10.0, 40.0, future_runs=1e4)
+    assert not worth_its_cost(1e-3, 40.0, 10.0, 40.0, future_runs=1e3)
+
+
+def test_the_loop_stops_when_no_run_is_worth_its_cost(bench, store_path):
+    out = bench(*tune_args("--source", "synthetic", "--max-rounds", "20", "--future-runs",
+                           "1e-3", "--format", "json"))
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["stopped"] == "worth" and result["rounds"] < 20, result
+    # round 1, then only the runs that check the choice and its rival (exempt from the floor)
+    runs = session_runs(store_path)
+    assert len(runs) == result["runs"] and len(runs) - 8 <= 2 * (result["rounds"] - 1)

@@ -25,7 +25,9 @@ raises T at 64). The value of the run is the expected drop, over outcomes
 drawn from the current predictive, of the regret of deciding now: the
 posterior-mean time of today's choice minus that of the best choice after the
 run. Runs are ranked by that value per machine-second of their estimated
-cost. A round takes several: after each pick the draws are reweighted as if
+cost, and a run is made only if its saving over the user's payoff horizon
+(``future_runs`` later runs of the choice) covers its cost
+(:func:`worth_its_cost`); an empty round ends the loop. A round takes several: after each pick the draws are reweighted as if
 it had come out at its predicted median (the "believer" heuristic), so the
 next pick is valued given the first and goes elsewhere. This values runs by
 what they do to the decision, unlike A-optimal design, which values them by
@@ -248,23 +250,50 @@ class PlannedRun:
     value: float  # knowledge gradient, seconds of T
 
 
-def plan(post: Posterior, overhead: dict[str, float], budget_left: float, runs: int,
-         rng: np.random.Generator, rounds_left: int = 1) -> list[PlannedRun]:
-    """Up to ``runs`` runs with the best knowledge gradient per machine-second, within budget.
+@dataclass
+class RoundPlan:
+    """The next round's runs; when there are none, why (``"budget"`` or ``"worth"``)."""
 
-    Rounds are scarce too: each run is charged its estimated cost plus a slot,
-    this round's share of the budget left divided by ``runs``. Runs much
-    cheaper than a slot are then ranked by their value alone (a cheap run that
-    teaches nothing wastes a round), runs costing many slots by value per
-    machine-second.
+    runs: list[PlannedRun]
+    empty_because: str | None = None
+
+
+def worth_its_cost(value: float, cost: float, choice_time: float, choice_cost: float,
+                   future_runs: float) -> bool:
+    """True when a run's expected saving over ``future_runs`` uses of the choice covers its cost.
+
+    The knowledge gradient ``value`` is seconds of T saved, in expectation, on
+    each later run of the chosen configuration; one such run costs
+    ``choice_cost`` machine-seconds for ``choice_time`` seconds of T, so the
+    saving per use is ``value * choice_cost / choice_time`` machine-seconds.
+    Costs and savings are then in the same unit and need no exchange rate
+    beyond the payoff horizon the user states.
+    """
+    return future_runs * value * choice_cost / max(choice_time, np.finfo(float).tiny) >= cost
+
+
+def plan(post: Posterior, overhead: dict[str, float], budget_left: float, runs: int,
+         rng: np.random.Generator, rounds_left: int, future_runs: float) -> RoundPlan:
+    """Up to ``runs`` runs with the best knowledge gradient per machine-second, within budget,
+    each worth its cost (:func:`worth_its_cost`).
+
+    Rounds are scarce too: each run is ranked by its value over its estimated
+    cost plus a slot, this round's share of the budget left divided by
+    ``runs``. Runs much cheaper than a slot are then ranked by their value
+    alone (a cheap run that teaches nothing wastes a round), runs costing many
+    slots by value per machine-second. A large budget makes the slot large and
+    the cost nearly irrelevant to the ranking, so each run must also be worth
+    its own cost over ``future_runs`` uses of the choice; runs that are not
+    are not made, the round may be smaller than round 1 or empty, and an
+    empty round ends the loop ("worth": no run is worth its cost).
     ``overhead[a]``: measured machine-seconds of a's runs over their predicted T x m.
     First the decision is checked (:meth:`Posterior.check_size`): the choice and each
-    other algorithm's own best size. The last round (``rounds_left`` 1) also re-runs
+    other algorithm's own best size. These runs guard against the model's form, which
+    the knowledge gradient (computed under the model) cannot value, so the floor does
+    not apply to them. The last round (``rounds_left`` 1) also re-runs
     the choice and its closest rival when they are checked already: a further run at
     each shrinks the noise exactly where the final comparison is decided, and is
-    evidence that does not lean on the model's form. When no run
-    would move the decision (every value ~0) the strongest contenders not yet
-    measured are run instead, so the loop never stalls short of its confidence.
+    evidence that does not lean on the model's form.
     """
     sizes = run_sizes(int(post.m[-1]))
     columns = np.array([post.column(a, int(s)) for a in post.algorithms for s in sizes])
@@ -275,8 +304,8 @@ def plan(post: Posterior, overhead: dict[str, float], budget_left: float, runs: 
         return float(overhead.get(algorithm, DEFAULT_OVERHEAD) * median[column] * m)
 
     cost = np.array([cost_of(int(c)) for c in columns])
+    choice_time, choice_cost = float(median[post.choice]), cost_of(post.choice)
     weights = np.full(post.times.shape[0], 1.0 / post.times.shape[0])
-    scale = float(median.min()) or 1.0
     slot = budget_left / max(rounds_left, 1) / runs
     chosen: list[PlannedRun] = []
     spent = 0.0
@@ -289,6 +318,7 @@ def plan(post: Posterior, overhead: dict[str, float], budget_left: float, runs: 
             column = post.column(post.candidate(contender)[0], size)
             if column not in forced:
                 forced.append(column)
+    unaffordable = False
     for column in forced:
         if len(chosen) == runs:
             break
@@ -298,27 +328,22 @@ def plan(post: Posterior, overhead: dict[str, float], budget_left: float, runs: 
             chosen.append(PlannedRun(algorithm, m, c_cost, 0.0))
             spent += c_cost
             weights = believe(post, column, weights)
+        else:
+            unaffordable = True
     while len(chosen) < runs:
         values = knowledge_gradient(post, columns, weights, rng)
         affordable = spent + cost <= budget_left
-        if not np.any(affordable):
+        worth = np.array([worth_its_cost(v, c, choice_time, choice_cost, future_runs)
+                          for v, c in zip(values, cost)]) & (values > 0)
+        if not np.any(affordable & worth):
+            unaffordable = unaffordable or bool(np.any(worth))
             break
-        ratio = np.where(affordable, values / (cost + slot), -np.inf)
+        ratio = np.where(affordable & worth, values / (cost + slot), -np.inf)
         k = int(np.argmax(ratio))
-        if not values[k] > 1e-6 * scale:
-            break
         algorithm, m = post.candidate(int(columns[k]))
         chosen.append(PlannedRun(algorithm, m, float(cost[k]), float(values[k])))
         spent += cost[k]
         weights = believe(post, int(columns[k]), weights)
-    if not chosen:  # the decision is stuck: measure the contenders themselves
-        for c in post.order():
-            algorithm, m = post.candidate(int(c))
-            c_cost = overhead.get(algorithm, DEFAULT_OVERHEAD) * median[c] * m
-            if len(chosen) == runs or post.p_within[c] <= 0:
-                break
-            if m in post.measured[algorithm] or spent + c_cost > budget_left:
-                continue
-            chosen.append(PlannedRun(algorithm, m, float(c_cost), 0.0))
-            spent += c_cost
-    return chosen
+    if chosen:
+        return RoundPlan(chosen)
+    return RoundPlan([], "budget" if unaffordable else "worth")

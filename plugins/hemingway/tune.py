@@ -25,6 +25,7 @@ from harness.errors import BenchUsageError
 TAG_PREFIX = "tune"
 RANK_ENV = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
 TOP_ROWS = 8
+FUTURE_RUNS = 100000  # default payoff horizon: a run must pay for itself within this many uses
 
 
 def _rank() -> int | None:
@@ -174,7 +175,7 @@ class Outcome:
     rounds: int
     spent: float
     budget: float
-    reason: str  # "confident", "budget", "rounds"
+    reason: str  # "confident", "budget", "rounds", "worth" (no run is worth its cost)
     session: str
     runs: int
 
@@ -182,7 +183,7 @@ class Outcome:
 def run_loop(session: Session, algorithms: Sequence[str], terms: Sequence[Any], max_ranks: int,
              budget: float, confidence: float, tolerance: float, max_rounds: int,
              initial: Sequence[int], runs_per_round: int, seed: int = 0,
-             report: Any = None) -> Outcome:
+             report: Any = None, future_runs: float = FUTURE_RUNS) -> Outcome:
     """Round 1 runs ``initial`` sizes of every algorithm; each later round fits, stops or
     plans the next runs (:func:`plugins.hemingway.closed_loop.plan`) and makes them."""
     import numpy as np
@@ -242,10 +243,12 @@ def run_loop(session: Session, algorithms: Sequence[str], terms: Sequence[Any], 
         planned = []
         if reason is None:
             overhead = _overhead(session, post, data)
-            planned = plan(post, overhead, budget - session.spent, runs_per_round,
-                           np.random.default_rng([seed, round_, 1]), max_rounds - round_)
+            next_round = plan(post, overhead, budget - session.spent, runs_per_round,
+                              np.random.default_rng([seed, round_, 1]), max_rounds - round_,
+                              future_runs)
+            planned = next_round.runs
             if not planned:
-                reason = "budget"
+                reason = next_round.empty_because
         if reason is not None:
             return Outcome(post, round_, session.spent, budget, reason, session.id,
                            len(session.complete()))
@@ -315,6 +318,10 @@ def _pairs(text: str | None, what: str) -> list[str]:
 @click.option("--runs-per-round", type=params.Count(10_000), metavar="N",
               help="Runs per round after the first (default: as many as round 1, i.e. the "
                    "initial sizes x the algorithms).")
+@click.option("--future-runs", type=params.POSITIVE, default=FUTURE_RUNS, show_default=True,
+              metavar="N",
+              help="Payoff horizon: a run is made only if its expected saving over N later "
+                   "runs of the chosen configuration covers its cost (smaller: stop sooner).")
 @click.option("--iterations", type=params.ITERATIONS, metavar="N",
               help="Most iterations per run (default: the source's own cap).")
 @click.option("--term", "extra_terms", multiple=True, metavar="EXPR",
@@ -332,7 +339,7 @@ def tune_command(problem: str, algorithms: str, epsilon: float, source: str,
                  source_pairs: tuple[str, ...], problem_pairs: tuple[str, ...],
                  opt_pairs: tuple[str, ...], budget: float, confidence: float, tolerance: float,
                  max_ranks: int | None, initial_ranks: str | None, max_rounds: int,
-                 runs_per_round: int | None, iterations: int | None,
+                 runs_per_round: int | None, future_runs: float, iterations: int | None,
                  extra_terms: tuple[str, ...], session_name: str | None, seed: int,
                  verbose: bool, fmt: str, store_path: str | None) -> None:
     """Find the best (algorithm, cluster size) by measuring only what the decision needs.
@@ -395,7 +402,8 @@ def tune_command(problem: str, algorithms: str, epsilon: float, source: str,
                       tuple(opt_pairs), iterations, verbose)
     try:
         outcome = run_loop(session, names, terms, max_ranks, budget, confidence, tolerance,
-                           max_rounds, initial, runs_per_round or len(initial) * len(names), seed, report)
+                           max_rounds, initial, runs_per_round or len(initial) * len(names), seed,
+                           report, future_runs)
     except KeyboardInterrupt:
         session.load()
         finished = len(session.complete())
@@ -420,6 +428,8 @@ def _emit(outcome: Outcome, problem: str, eps: float, source: str, fmt: str, pat
                         "the choice and its rivals are checked by runs and the "
                         "last round's runs confirmed it",
            "budget": "the budget buys no further useful run",
+           "worth": "no run is worth its cost (none would save, over --future-runs uses of "
+                    "the choice, the machine-seconds it costs)",
            "rounds": "--max-rounds reached"}[outcome.reason]
     if fmt == "json":
         write(to_json({"session": outcome.session, "source": source, "problem": problem,
