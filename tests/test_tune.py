@@ -147,6 +147,8 @@ def test_the_mpi_source_runs_real_jobs(bench, store_path):
      "unknown hyperparameter for cocoa+"),
     (["tune", "--problem", FAR, "--algorithms", "gd", "--epsilon", "1e-4", "--budget", "5",
       "--source", "synthetic"], "does not cover the initial runs"),
+    (["tune", "--problem", FAR, "--algorithms", "gd", "--epsilon", "11", "--budget", "1000",
+      "--source", "synthetic"], "lower --epsilon"),
 ])
 def test_user_errors_are_one_line_exit_2(bench, args, message):
     out = bench(*args)
@@ -154,7 +156,7 @@ def test_user_errors_are_one_line_exit_2(bench, args, message):
     errors = [line for line in out.stderr.splitlines() if line.startswith("Error")]
     assert len(errors) == 1 and message in errors[0], out.stderr
     assert "Traceback" not in out.stderr
-    if "does not cover" not in message:  # only the budget needs the first runs' cost
+    if not any(w in message for w in ("does not cover", "lower --epsilon")):  # from runs
         assert "round 1" not in out.stderr  # found before any run is made
 
 

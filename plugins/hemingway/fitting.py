@@ -105,6 +105,12 @@ def fittable(
                 f"{algorithm} never reached suboptimality {eps:g} in any measured run "
                 f"(lowest {lowest:.3g}); raise --epsilon or run longer"
             )
+        elif not any(p.m.size for p in level_points(runs, eps, reference_subopt(runs))):
+            reasons.append(
+                f"every run of {algorithm} starts below or too close to suboptimality {eps:g} "
+                f"(highest start {reference_subopt(runs):.3g}), so none shows how fast it "
+                "converges towards it; lower --epsilon"
+            )
         else:
             ok.append(algorithm)
     if not ok:
