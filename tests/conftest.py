@@ -88,3 +88,12 @@ def bench(store_path: Path):
         )
 
     return run
+
+
+def one_line_error(out: subprocess.CompletedProcess) -> str:
+    """The single ``Error: ...`` line of a user error (exit 2, no traceback)."""
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), out.stderr
+    return lines[0]

@@ -11,16 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import one_line_error
 from harness.store import ResultStore
 from harness.timed_compare import NO_CHANGE, Side, compare_timed, welch_log
-
-
-def one_line_error(out: subprocess.CompletedProcess) -> str:
-    assert out.returncode == 2, (out.stdout, out.stderr)
-    assert "Traceback" not in out.stderr
-    lines = [line for line in out.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), out.stderr
-    return lines[0]
 
 
 def compare_json(bench, a: str, b: str, *extra: str) -> dict:

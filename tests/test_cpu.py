@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, make_distribution
+from conftest import REPO, make_distribution, one_line_error
 
 TINY_PLUGIN = '''
 from harness import ModelSpec, hookimpl
@@ -60,14 +60,6 @@ def tiny_bench(bench, tiny_site):
         return bench(*args, env={"PYTHONPATH": str(tiny_site)})
 
     return run
-
-
-def one_line_error(out: subprocess.CompletedProcess) -> str:
-    assert out.returncode == 2, (out.stdout, out.stderr)
-    assert "Traceback" not in out.stderr
-    lines = [l for l in out.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), out.stderr
-    return lines[0]
 
 
 # --------------------------------------------------------------------------- option checks
