@@ -6,7 +6,6 @@ import math
 import random
 import sqlite3
 import statistics
-import subprocess
 from pathlib import Path
 
 import pytest
