@@ -18,7 +18,7 @@ measured slowdown (geometric mean of every slowdown pair's B/A), the spread of
 the pair ratios and of runs within a group, how many runs other programs
 competed with, the load average before and after, and the wall time.
 
-    .venv/bin/python benchmarks/bench_compare.py [--pairs 10] [--rerun 5]
+    .venv/bin/python benchmarks/bench_compare.py [--pairs 10] [--rerun 10]
         [--model squeezenet1_1] [--min-time 0.15] [--threads 1]
 """
 from __future__ import annotations
@@ -62,7 +62,7 @@ def geomean(values: list[float]) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=10)
-    parser.add_argument("--rerun", type=int, default=5, help="runs per side (>= 2)")
+    parser.add_argument("--rerun", type=int, default=10, help="runs per side (>= 2)")
     parser.add_argument("--model", default="squeezenet1_1")
     parser.add_argument("--min-time", type=float, default=0.15)
     parser.add_argument("--threads", type=int, default=1)
