@@ -198,8 +198,8 @@ def compare_timed(a: Side, b: Side, alpha: float, min_effect: float) -> dict[str
         "significant": False,
         "reason": (f"B looks {looks} ({ratio:.3g}x) but {single_text}: run-to-run "
                    "variance cannot be estimated, and samples within one run are not "
-                   "independent evidence (within-run p = " f"{p_within:.2g}); store several "
-                   "runs per side with bench run --repeat 5 and compare the groups"),
+                   "independent evidence (within-run p = " f"{p_within:.2g}); measure both "
+                   f"again, interleaved: bench compare {a.label} {b.label} --rerun 10"),
     })
     return out
 

@@ -292,7 +292,7 @@ def command(a: str, b: str, alpha: float, min_effect: float, top: int, rerun: in
     `bench run --repeat K`), from `bench results list`.
     Simulated (accel): every metric and the most changed layers, exact ratios.
     Timed (cpu): Welch's t-test on the log medians of the runs of each side;
-    with one run per side the result is only indicative (use --repeat).
+    with one run per side the result is only indicative (use --rerun K).
     With --rerun K: both cells are run again, interleaved, and a paired t-test
     on log(B/A) of adjacent runs decides (far more sensitive on a drifting machine).
     """
