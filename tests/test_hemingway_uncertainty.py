@@ -59,6 +59,17 @@ def test_no_interval_has_zero_width_with_one_run_per_size(t, rate, sizes, noise,
     assert np.all(f_hi - f_lo > 0)
 
 
+def test_an_algorithm_with_few_lucky_residuals_gets_the_sweeps_noise_scale():
+    # a's 3 residual degrees of freedom came out almost exact; b's 6 show the 10% the
+    # machine has: a's intervals must be as wide as the machine's noise, not its luck
+    from plugins.hemingway.uncertainty import PRIOR_NOISE, Noise, noise_scale
+
+    lucky, honest = Noise(3 * 0.005 ** 2, 3), Noise(6 * 0.10 ** 2, 6)
+    assert noise_scale(lucky, []) < PRIOR_NOISE
+    assert noise_scale(lucky, [honest]) == pytest.approx(noise_scale(honest, [lucky]))
+    assert 0.07 < noise_scale(lucky, [honest]) < 0.10
+
+
 def test_intervals_widen_with_distance_from_the_measured_sizes():
     for truth_case in CASES:
         data = measurements_of(truth_case.rows(0))

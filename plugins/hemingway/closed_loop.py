@@ -45,8 +45,8 @@ from plugins.hemingway.fitting import AlgorithmFit
 from plugins.hemingway.ranking import data_mark
 from plugins.hemingway.system_model import Term
 from plugins.hemingway.uncertainty import (
-    MIN_OWN_DOF, PRIOR_DOF, PRIOR_NOISE, Noise, choice_probabilities, convergence_noise,
-    percentile_interval, system_noise, time_draws,
+    choice_probabilities, convergence_noise, noise_scale, percentile_interval, system_noise,
+    time_draws,
 )
 
 DRAWS = 400  # posterior draws of T per candidate
@@ -163,21 +163,10 @@ class Posterior:
         return out
 
 
-def _noise_scale(data: Noise) -> float:
-    """Posterior-mean relative noise of the scaled-inverse-chi-square model."""
-    return float(np.sqrt((PRIOR_DOF * PRIOR_NOISE ** 2 + data.squares) / (PRIOR_DOF + data.dof)))
-
-
 def run_noise(fit: AlgorithmFit, others: Sequence[AlgorithmFit]) -> float:
     """Relative noise of one run's time-to-eps: iteration time and convergence noise combined."""
-    scales = []
-    for noise_of in (system_noise, convergence_noise):
-        data = noise_of(fit)
-        if data.dof < MIN_OWN_DOF:
-            for other in others:
-                data = data + noise_of(other)
-        scales.append(_noise_scale(data))
-    return float(np.hypot(*scales))
+    return float(np.hypot(*(noise_scale(noise_of(fit), [noise_of(o) for o in others])
+                            for noise_of in (system_noise, convergence_noise))))
 
 
 def posterior(fits: Sequence[AlgorithmFit], eps: float, terms: Sequence[Term], max_ranks: int,
