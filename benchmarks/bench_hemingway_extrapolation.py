@@ -62,6 +62,7 @@ def measurements_of(rows: list[dict[str, Any]], source: str) -> loading.Measurem
 LOOP_ROUNDS = 3  # the target: <= 5% regret within 3 rounds of measurement (round 1 included)
 LOOP_BUDGET = 1e6  # machine-seconds: large, so rounds (not money) are what runs out
 LOOP_INITIAL = (1, 2, 4, 8)  # `bench tune`'s default round 1 (the largest: 8)
+LOOP_CONFIDENCE = 0.9  # `bench tune`'s default --confidence
 
 
 def closed_loop(truth: Case, seed: int, draws: int) -> dict[str, Any]:
@@ -79,7 +80,7 @@ def closed_loop(truth: Case, seed: int, draws: int) -> dict[str, Any]:
         previous, decisions.DRAWS = decisions.DRAWS, draws
         try:
             outcome = run_loop(session, list(algorithms), BASE_TERMS, truth.max_ranks,
-                               LOOP_BUDGET, 0.9, 0.05, LOOP_ROUNDS, LOOP_INITIAL,
+                               LOOP_BUDGET, LOOP_CONFIDENCE, 0.05, LOOP_ROUNDS, LOOP_INITIAL,
                                len(LOOP_INITIAL) * len(algorithms), seed=seed)
         finally:
             decisions.DRAWS = previous
