@@ -321,9 +321,8 @@ def main() -> None:
     elif args.real:
         real(args.algorithms, args.n, 1e-4, args.draws)
     else:
-        from plugins.hemingway.synthetic import case
-
         from harness.errors import BenchUsageError
+        from plugins.hemingway.synthetic import case
 
         try:
             cases = [case(name.strip()) for name in args.cases.split(",") if name.strip()]

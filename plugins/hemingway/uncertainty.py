@@ -220,12 +220,13 @@ def family_weights(fit: AlgorithmFit) -> dict[Family, float]:
 
 def _refit_normal_equations(points: Sequence[LevelPoints], family: Family,
                             solution: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per run, the normal equations with the family's fitted crossings as the data.
+    """The normal equations with the family's fitted crossings as the data: the
+    Gram matrix of all runs, and each run's right-hand side.
 
     The weights are the fitted crossings' (relative error to the fit, see the
-    module docstring), so scaling run r's crossings by c leaves its Gram matrix
-    as it is and multiplies its right-hand side by c: a replicate is the summed
-    Gram matrix and a weighted sum of the right-hand sides.
+    module docstring), so scaling run r's crossings by c leaves the Gram matrix
+    as it is and multiplies r's right-hand side by c: a replicate is a weighted
+    sum of the right-hand sides.
     """
     grams, rhs = [], []
     for p in points:
@@ -235,7 +236,7 @@ def _refit_normal_equations(points: Sequence[LevelPoints], family: Family,
         design = p.features * scale[:, None]
         grams.append(design.T @ design)
         rhs.append(design.T @ (data * scale))
-    return np.stack(grams), np.stack(rhs)
+    return np.sum(grams, axis=0), np.stack(rhs)
 
 
 def iteration_draws(
@@ -258,11 +259,11 @@ def iteration_draws(
             continue
         solution = (fit.convergence.solution if family == fit.convergence.family
                     else solve_family(everything.gram, everything.rhs, family))
-        grams, rhs = _refit_normal_equations(points, family, solution)
+        gram, rhs = _refit_normal_equations(points, family, solution)
         spread = sigma[start:start + count, None]
         shift = np.exp(spread * rng.standard_normal((count, len(points))) + _centring(spread))
-        gram = np.broadcast_to(grams.sum(axis=0), (count,) + grams.shape[1:])
-        solutions = solve_family(gram, np.einsum("br,ri->bi", shift, rhs), family)
+        solutions = solve_family(np.broadcast_to(gram, (count,) + gram.shape),
+                                 np.einsum("br,ri->bi", shift, rhs), family)
         features = all_features(np.full(m.shape, x), m, family.offsets + family.rates)
         out[start:start + count] = np.einsum("bk,mk->bm", solutions, features)
         start += count
