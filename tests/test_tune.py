@@ -277,3 +277,30 @@ def test_the_loop_stops_when_no_run_is_worth_its_cost(bench, store_path):
     # round 1, then only the runs that check the choice and its rival (exempt from the floor)
     runs = session_runs(store_path)
     assert len(runs) == result["runs"] and len(runs) - 8 <= 2 * (result["rounds"] - 1)
+
+
+def test_more_rounds_go_on_with_the_session_and_replan_no_finished_round(bench, store_path):
+    # a last round is planned differently (it re-runs the choice and its rival), so a
+    # session resumed with a higher --max-rounds must keep the rounds it already made
+    def tune(rounds: str):
+        # seed 46: three rounds leave the choice unsure (P(within 5%) 0.80), so the
+        # loop stops on --max-rounds, and a fourth-round plan would redo round 3 differently
+        return bench(*tune_args("--source", "synthetic", "--source-opt", "seed=46",
+                                "--format", "json", "--max-rounds", rounds,
+                                problem="minibatch-far", algorithms="gd,minibatch-sgd"))
+
+    first = tune("3")
+    assert first.returncode == 0, first.stderr
+    result = json.loads(first.stdout)
+    assert result["stopped"] == "rounds", result
+    assert "--max-rounds 4 goes on with this session" in result["next"]
+    before = {r.id: r.summary["tune_round"] for r in session_runs(store_path)}
+    assert len(before) == result["runs"] and max(before.values()) == 3
+
+    more = tune("4")
+    assert more.returncode == 0, more.stderr
+    after = {r.id: r.summary["tune_round"] for r in session_runs(store_path)}
+    assert {i: k for i, k in after.items() if k <= 3} == before  # nothing redone or added
+    assert max(after.values()) == 4 == json.loads(more.stdout)["rounds"]
+    assert not any(line.startswith(tuple(f"round {k}: running" for k in (1, 2, 3)))
+                   for line in more.stderr.splitlines())

@@ -2,10 +2,12 @@
 
 A session is one question (source, problem, algorithms, epsilon, options); its
 id is derived from them, so running the same command again finds the runs it
-already made in the store (by their ``run_tag``) and continues. Round k's plan
-is a deterministic function of the runs of rounds before k, so a resumed
-session re-derives the plan of an interrupted round and makes only the runs
-it is missing. The decisions themselves are :mod:`plugins.hemingway.closed_loop`.
+already made in the store (by their ``run_tag``) and continues. Every run
+stores its round's plan, so a resumed session (after Ctrl-C, or with a
+higher ``--max-rounds`` or ``--budget``) makes only the runs of that plan it
+is missing and re-plans nothing it already planned: a plan depends on the
+loop's options (the last round plans differently), not only on the runs
+before it. The decisions themselves are :mod:`plugins.hemingway.closed_loop`.
 """
 from __future__ import annotations
 
@@ -56,6 +58,7 @@ class FinishedRun:
     round: int
     status: str
     machine_seconds: float
+    plan: tuple[tuple[str, int], ...] | None = None  # its round's plan (None: stored without)
 
 
 @dataclass
@@ -90,8 +93,10 @@ class Session:
             if seconds is None:  # interrupted before the loop annotated it
                 seconds = (res.summary.get("wall_time_s") or res.summary.get(
                     "total_iter_time_s") or 0.0) * (res.ranks or 1)
+            plan = res.summary.get("tune_plan")
             self.runs.append(FinishedRun(res.id, res.optimizer, int(res.ranks), round_,
-                                         res.status, float(seconds)))
+                                         res.status, float(seconds),
+                                         tuple((a, int(m)) for a, m in plan) if plan else None))
 
     @property
     def spent(self) -> float:
@@ -101,9 +106,18 @@ class Session:
         return [r for r in self.runs if r.status == "complete"
                 and (before_round is None or r.round < before_round)]
 
-    def measure(self, algorithm: str, m: int, round_: int, nth: int = 0) -> FinishedRun:
+    def plan_of(self, round_: int) -> list[tuple[str, int]] | None:
+        """The plan a run of ``round_`` stored, or None when no run of it did."""
+        for run in self.runs:
+            if run.round == round_ and run.plan is not None:
+                return list(run.plan)
+        return None
+
+    def measure(self, algorithm: str, m: int, round_: int, nth: int = 0,
+                plan: Sequence[tuple[str, int]] = ()) -> FinishedRun:
         """Make one run; its tag names the round and the run (the same run of a resumed
-        session has the same tag, so a simulated source draws the same data)."""
+        session has the same tag, so a simulated source draws the same data). ``plan``:
+        the round's runs, stored with this one so that a resumed session keeps it."""
         from harness import MeasureRequest
 
         tag = f"{self.prefix}{round_}:{algorithm.lower()}:{m}:{nth}"
@@ -115,10 +129,11 @@ class Session:
         measured = self.source.measure(request)
         stored = self.store.get(measured.result_id)
         summary = {**stored.summary, "machine_seconds": measured.machine_seconds,
-                   "tune_session": self.id, "tune_round": round_}
+                   "tune_session": self.id, "tune_round": round_,
+                   "tune_plan": [[a, int(k)] for a, k in plan] or None}
         self.store.finish(stored.id, stored.status, summary=summary, error=stored.error)
         run = FinishedRun(stored.id, stored.optimizer, m, round_, measured.status,
-                          measured.machine_seconds)
+                          measured.machine_seconds, tuple((a, int(k)) for a, k in plan) or None)
         self.runs.append(run)
         return run
 
@@ -209,7 +224,8 @@ def run_loop(session: Session, algorithms: Sequence[str], terms: Sequence[Any], 
                     f"{session.spent:.3g} spent, the next ({algorithm} m={m}) costs about "
                     f"{guess:.3g}; raise --budget or give fewer --initial-ranks (finished runs "
                     "are kept; the same command resumes)")
-            run = session.measure(canonical.get(algorithm.lower(), algorithm), m, round_, nth)
+            run = session.measure(canonical.get(algorithm.lower(), algorithm), m, round_, nth,
+                                  planned)
             report(f"  round {round_}: {run.algorithm} m={m} {run.status}, "
                    f"{run.machine_seconds:.3g} machine-s (result {run.result_id})")
 
@@ -218,7 +234,7 @@ def run_loop(session: Session, algorithms: Sequence[str], terms: Sequence[Any], 
         mine = [r for r in session.complete() if r.algorithm.lower() == algorithm.lower()]
         return mine[-1].machine_seconds if mine else None
 
-    make(1, [(a, m) for m in initial for a in algorithms], initial_cost)
+    make(1, session.plan_of(1) or [(a, m) for m in initial for a in algorithms], initial_cost)
     round_ = 1
     previous = None  # the choice before this round's runs
     while True:
@@ -238,6 +254,11 @@ def run_loop(session: Session, algorithms: Sequence[str], terms: Sequence[Any], 
         confident = (post.confidence >= confidence and not post.decision_unchecked
                      and post.confirms(previous))
         previous = choice
+        stored = session.plan_of(round_ + 1)
+        if stored is not None:  # planned (and paid for, in part) before: finish it, plan nothing
+            round_ += 1
+            make(round_, stored, lambda a, m: None)
+            continue
         reason = ("confident" if confident else
                   "rounds" if round_ >= max_rounds else None)
         planned = []
@@ -410,14 +431,31 @@ def tune_command(problem: str, algorithms: str, epsilon: float, source: str,
         print(f"interrupted: {finished} finished runs of tune session {sid} are stored in "
               f"{store.path}; run the same command again to resume", file=sys.stderr)
         sys.exit(130)
-    _emit(outcome, problem, epsilon, spec.name, fmt, store.path)
+    _emit(outcome, problem, epsilon, spec.name, fmt, store.path,
+          next_step(outcome, confidence, max_rounds))
 
 
 def _interval(lo: float, hi: float) -> str:
     return f"{lo:.3g} - {hi:.3g}"
 
 
-def _emit(outcome: Outcome, problem: str, eps: float, source: str, fmt: str, path: Any) -> None:
+def next_step(outcome: Outcome, confidence: float, max_rounds: int) -> str | None:
+    """What to run to go on, when the loop stopped before it was sure (None when it was)."""
+    if outcome.reason == "confident":
+        return None
+    post = outcome.posterior
+    sure = (f"P(within {post.tolerance:.0%}) {post.confidence:.2f} is below --confidence "
+            f"{confidence:g}" if post.confidence < confidence else
+            "the choice is not yet checked and confirmed by a round of runs")
+    more = {"rounds": f"--max-rounds {max_rounds + 1}",
+            "budget": "a larger --budget",
+            "worth": "a larger --future-runs (runs are then worth more)"}[outcome.reason]
+    return (f"not sure yet: {sure}; the same command with {more} goes on with this session "
+            f"(its {outcome.runs} runs are kept, none is made again)")
+
+
+def _emit(outcome: Outcome, problem: str, eps: float, source: str, fmt: str, path: Any,
+          advice: str | None = None) -> None:
     from harness.output import render, to_json, write
 
     post = outcome.posterior
@@ -439,7 +477,8 @@ def _emit(outcome: Outcome, problem: str, eps: float, source: str, fmt: str, pat
                        "expected_regret": regret,
                        "rounds": outcome.rounds, "runs": outcome.runs,
                        "machine_seconds": outcome.spent, "budget": outcome.budget,
-                       "stopped": outcome.reason, "candidates": top, "store": str(path)}))
+                       "stopped": outcome.reason, "next": advice, "candidates": top,
+                       "store": str(path)}))
         return
     table = [{"algorithm": r["algorithm"], "m": r["m"], "data": r["data"],
               "time_s": r["time_s"], "time 90%": _interval(r["time_lo_s"], r["time_hi_s"]),
@@ -458,4 +497,5 @@ def _emit(outcome: Outcome, problem: str, eps: float, source: str, fmt: str, pat
         f"stopped: {why}. Top candidates by expected regret (median time, 90% interval; "
         "E[regret]: expected excess time over the best, as a share of the best's):",
         render(table, "table"),
+        *([advice] if advice else []),
     ]))
