@@ -304,3 +304,7 @@ def test_more_rounds_go_on_with_the_session_and_replan_no_finished_round(bench, 
     assert max(after.values()) == 4 == json.loads(more.stdout)["rounds"]
     assert not any(line.startswith(tuple(f"round {k}: running" for k in (1, 2, 3)))
                    for line in more.stderr.splitlines())
+    # fewer rounds than the session made: every stored round still counts, none is dropped
+    fewer = tune("2")
+    assert fewer.returncode == 0 and len(session_runs(store_path)) == len(after)
+    assert json.loads(fewer.stdout)["runs"] == len(after)

@@ -447,7 +447,7 @@ def next_step(outcome: Outcome, confidence: float, max_rounds: int) -> str | Non
     sure = (f"P(within {post.tolerance:.0%}) {post.confidence:.2f} is below --confidence "
             f"{confidence:g}" if post.confidence < confidence else
             "the choice is not yet checked and confirmed by a round of runs")
-    more = {"rounds": f"--max-rounds {max_rounds + 1}",
+    more = {"rounds": f"--max-rounds {max(max_rounds, outcome.rounds) + 1}",
             "budget": "a larger --budget",
             "worth": "a larger --future-runs (runs are then worth more)"}[outcome.reason]
     return (f"not sure yet: {sure}; the same command with {more} goes on with this session "
