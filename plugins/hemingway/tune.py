@@ -335,7 +335,8 @@ def _pairs(text: str | None, what: str) -> list[str]:
               help="Sizes of round 1 (default: 1,2,4,8 capped by --max-ranks, filled up to "
                    "as many sizes as the system model has terms).")
 @click.option("--max-rounds", type=params.Count(1000), default=4, show_default=True,
-              help="Rounds of measurement at most, round 1 included.")
+              help="Rounds of measurement at most, round 1 included; raise it and run the "
+                   "same command again to go on with a finished session.")
 @click.option("--runs-per-round", type=params.Count(10_000), metavar="N",
               help="Runs per round after the first (default: as many as round 1, i.e. the "
                    "initial sizes x the algorithms).")
