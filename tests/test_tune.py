@@ -308,3 +308,26 @@ def test_more_rounds_go_on_with_the_session_and_replan_no_finished_round(bench, 
     fewer = tune("2")
     assert fewer.returncode == 0 and len(session_runs(store_path)) == len(after)
     assert json.loads(fewer.stdout)["runs"] == len(after)
+
+
+def test_a_resumed_round_stops_where_a_lowered_budget_is_spent(bench, store_path, tmp_path):
+    site = tmp_path / "site"
+    make_distribution(site, "bench-flaky", "1.0", {"flaky": "bench_flaky"},
+                      {"bench_flaky.py": FLAKY})
+    env = {"PYTHONPATH": str(site), "TUNE_FLAKY_COUNT": str(tmp_path / "count"),
+           "TUNE_FLAKY_AFTER": "9"}  # round 1's 8 runs, then one of round 2's two
+    stopped = bench(*tune_args("--source", "flaky", "--max-rounds", "3"), env=env)
+    assert stopped.returncode == 130, stopped.stderr
+    made = session_runs(store_path)
+    spent = sum(r.summary["machine_seconds"] for r in made)
+    assert len(made) == 9 and max(r.summary["tune_round"] for r in made) == 2
+
+    env.pop("TUNE_FLAKY_AFTER")
+    args = [a if a != "100000" else f"{0.9 * spent:.6g}"
+            for a in tune_args("--source", "flaky", "--max-rounds", "3", "--format", "json")]
+    resumed = bench(*args, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "round 2: --budget" in resumed.stderr and "is spent" in resumed.stderr
+    assert len(session_runs(store_path)) == 9  # the rest of round 2's plan was not made
+    result = json.loads(resumed.stdout)
+    assert result["stopped"] == "budget" and "a larger --budget" in result["next"]

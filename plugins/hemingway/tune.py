@@ -224,6 +224,10 @@ def run_loop(session: Session, algorithms: Sequence[str], terms: Sequence[Any], 
                     f"{session.spent:.3g} spent, the next ({algorithm} m={m}) costs about "
                     f"{guess:.3g}; raise --budget or give fewer --initial-ranks (finished runs "
                     "are kept; the same command resumes)")
+            if guess is None and round_ > 1 and session.spent >= budget:  # a stored plan
+                report(f"round {round_}: --budget {budget:g} is spent; the rest of the "
+                       "round's plan is not made")
+                return
             run = session.measure(canonical.get(algorithm.lower(), algorithm), m, round_, nth,
                                   planned)
             report(f"  round {round_}: {run.algorithm} m={m} {run.status}, "
