@@ -323,9 +323,8 @@ def test_a_resumed_round_stops_where_a_lowered_budget_is_spent(bench, store_path
     assert len(made) == 9 and max(r.summary["tune_round"] for r in made) == 2
 
     env.pop("TUNE_FLAKY_AFTER")
-    args = [a if a != "100000" else f"{0.9 * spent:.6g}"
-            for a in tune_args("--source", "flaky", "--max-rounds", "3", "--format", "json")]
-    resumed = bench(*args, env=env)
+    resumed = bench(*tune_args("--source", "flaky", "--max-rounds", "3", "--format", "json",
+                               "--budget", f"{0.9 * spent:.6g}"), env=env)  # the last --budget
     assert resumed.returncode == 0, resumed.stderr
     assert "round 2: --budget" in resumed.stderr and "is spent" in resumed.stderr
     assert len(session_runs(store_path)) == 9  # the rest of round 2's plan was not made

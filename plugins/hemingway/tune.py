@@ -61,6 +61,11 @@ class FinishedRun:
     plan: tuple[tuple[str, int], ...] | None = None  # its round's plan (None: stored without)
 
 
+def _as_plan(pairs: Sequence[Sequence[Any]]) -> tuple[tuple[str, int], ...] | None:
+    """(algorithm, m) pairs as FinishedRun.plan keeps them (None for no plan)."""
+    return tuple((str(a), int(m)) for a, m in pairs) or None
+
+
 @dataclass
 class Session:
     """The session's runs in the store and the request that makes more."""
@@ -93,10 +98,9 @@ class Session:
             if seconds is None:  # interrupted before the loop annotated it
                 seconds = (res.summary.get("wall_time_s") or res.summary.get(
                     "total_iter_time_s") or 0.0) * (res.ranks or 1)
-            plan = res.summary.get("tune_plan")
             self.runs.append(FinishedRun(res.id, res.optimizer, int(res.ranks), round_,
                                          res.status, float(seconds),
-                                         tuple((a, int(m)) for a, m in plan) if plan else None))
+                                         _as_plan(res.summary.get("tune_plan") or ())))
 
     @property
     def spent(self) -> float:
@@ -128,12 +132,13 @@ class Session:
             verbose=self.verbose)
         measured = self.source.measure(request)
         stored = self.store.get(measured.result_id)
+        round_plan = _as_plan(plan)
         summary = {**stored.summary, "machine_seconds": measured.machine_seconds,
                    "tune_session": self.id, "tune_round": round_,
-                   "tune_plan": [[a, int(k)] for a, k in plan] or None}
+                   "tune_plan": [list(p) for p in round_plan] if round_plan else None}
         self.store.finish(stored.id, stored.status, summary=summary, error=stored.error)
         run = FinishedRun(stored.id, stored.optimizer, m, round_, measured.status,
-                          measured.machine_seconds, tuple((a, int(k)) for a, k in plan) or None)
+                          measured.machine_seconds, round_plan)
         self.runs.append(run)
         return run
 
@@ -210,7 +215,10 @@ def run_loop(session: Session, algorithms: Sequence[str], terms: Sequence[Any], 
     session.load()
     canonical = {a.lower(): a for a in algorithms}
 
-    def make(round_: int, planned: Sequence[tuple[str, int]], estimate: Any) -> None:
+    def make(round_: int, planned: Sequence[tuple[str, int]], estimate: Any,
+             stored: bool = False) -> None:
+        """The runs of ``planned`` not yet made; a ``stored`` plan (made by an earlier
+        command, whose budget may have been larger) stops where the budget is spent."""
         done = [r for r in session.runs if r.round == round_ and r.status == "complete"]
         missing = _missing(planned, done)
         if missing:
@@ -224,7 +232,7 @@ def run_loop(session: Session, algorithms: Sequence[str], terms: Sequence[Any], 
                     f"{session.spent:.3g} spent, the next ({algorithm} m={m}) costs about "
                     f"{guess:.3g}; raise --budget or give fewer --initial-ranks (finished runs "
                     "are kept; the same command resumes)")
-            if guess is None and round_ > 1 and session.spent >= budget:  # a stored plan
+            if stored and session.spent >= budget:
                 report(f"round {round_}: --budget {budget:g} is spent; the rest of the "
                        "round's plan is not made")
                 return
@@ -258,10 +266,10 @@ def run_loop(session: Session, algorithms: Sequence[str], terms: Sequence[Any], 
         confident = (post.confidence >= confidence and not post.decision_unchecked
                      and post.confirms(previous))
         previous = choice
-        stored = session.plan_of(round_ + 1)
-        if stored is not None:  # planned (and paid for, in part) before: finish it, plan nothing
+        earlier = session.plan_of(round_ + 1)
+        if earlier is not None:  # planned (and paid for, in part) before: finish it, plan nothing
             round_ += 1
-            make(round_, stored, lambda a, m: None)
+            make(round_, earlier, lambda a, m: None, stored=True)
             continue
         reason = ("confident" if confident else
                   "rounds" if round_ >= max_rounds else None)
