@@ -17,8 +17,9 @@ from plugins.hemingway.fitting import fit_all
 from plugins.hemingway.ranking import Objective, confidence, rank
 from plugins.hemingway.synthetic import CASES, EXAMPLE_ALGORITHMS, TrueAlgorithm, case, generate
 from plugins.hemingway.system_model import BASE_TERMS
+from plugins.hemingway.convergence import no_superlinear_speedup
 from plugins.hemingway.uncertainty import (
-    choice_probabilities, component_draws, percentile_interval, time_draws,
+    choice_probabilities, component_draws, iteration_draws, percentile_interval, time_draws,
 )
 from plugins.hemingway.validation import validate_extrapolation
 
@@ -38,6 +39,39 @@ def write_csv(rows, path):
 
 
 # --------------------------------------------------------------------------- widths
+@settings(max_examples=50, deadline=None)
+@given(iterations=st.lists(st.floats(0.0, 1e4), min_size=2, max_size=12),
+       start=st.integers(1, 6))
+def test_iterations_never_fall_faster_than_one_over_m_from_the_smallest_run_up(iterations,
+                                                                                start):
+    m = np.arange(1, len(iterations) + 1, dtype=float)
+    given_ = np.array(iterations)
+    bounded = no_superlinear_speedup(given_, m, start)
+    above = m >= start
+    assert np.all(np.diff((bounded * m)[above]) >= -1e-9 * (bounded * m)[above][1:])
+    assert np.all(bounded >= given_ - 1e-9)  # only ever raised
+    assert np.array_equal(bounded[~above], given_[~above])  # nothing below the runs
+    work = np.maximum.accumulate(given_ * m)  # already conserving work: left as it is
+    assert np.allclose(no_superlinear_speedup(work / m, m, 1), work / m)
+
+
+def test_no_draw_reaches_eps_in_one_iteration_because_an_offset_fell_through_zero():
+    # minibatch-far measured at m = 1..8: before the bound, up to half of a fit's draws
+    # ran I(eps, m) down to the one-iteration floor by m = 128 (T ~ 0 there)
+    truth = case("minibatch-far")
+    m = np.arange(1, 129, dtype=float)
+    for seed in range(8):
+        fits, _ = fit_all(measurements_of(truth.rows(seed)), truth.eps, BASE_TERMS)
+        for fit in fits:
+            others = [o for o in fits if o is not fit]
+            drawn = iteration_draws(fit, truth.eps, m, 400, np.random.default_rng(seed), others)
+            work = drawn * m
+            # whole iterations (ceil) may lose up to m machine-iterations per step, no more
+            assert np.all(np.diff(work, axis=1) >= -m[1:]), (seed, fit.algorithm)
+            assert np.all(fit.iterations(truth.eps, m) * m >= np.maximum.accumulate(
+                fit.convergence.iterations_to(truth.eps, m) * m) - 1e-9)
+
+
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     t=st.tuples(st.floats(0, 3e-3), st.floats(1e-7, 1e-6), st.floats(0, 3e-3), st.floats(0, 3e-4)),

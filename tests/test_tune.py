@@ -267,6 +267,39 @@ def test_the_value_floor_is_the_saving_over_the_future_runs_against_the_cost():
     assert not worth_its_cost(1e-3, 40.0, 10.0, 40.0, future_runs=1e3)
 
 
+def test_a_run_that_alone_cannot_change_the_choice_but_a_few_can_is_worth_something():
+    import numpy as np
+
+    from plugins.hemingway.closed_loop import knowledge_gradient
+
+    # a is sure at 1.0; b is 1.3 but 0.8 (the better one) in a tenth of the draws. At 50%
+    # run-to-run noise one run of b cannot make b the choice, eight can (KG(*)).
+    draws = 400
+    rng = np.random.default_rng(0)
+    b = np.where(rng.random((draws, 1)) < 0.1, 0.8, 1.3)
+    post = posterior_of(np.concatenate([np.ones((draws, 1)), b], axis=1),
+                        {"a": [1], "b": [1]}, 1)
+    post.noise = {"a": 0.5, "b": 0.5}
+    weights = np.full((2, draws), 1.0 / draws)
+    value = knowledge_gradient(post, np.array([1]), weights, np.random.default_rng(1))[0]
+    assert value > 1e-3  # one run alone: exactly 0 (its outcomes never move b's mean below 1)
+
+
+def test_a_believed_run_reweights_only_its_own_algorithms_draws():
+    import numpy as np
+
+    from plugins.hemingway.closed_loop import believe
+
+    rng = np.random.default_rng(0)
+    times = rng.lognormal(0, 0.2, (300, 2))  # a and b independent, one size each
+    post = posterior_of(times, {"a": [1], "b": [1]}, 1)
+    post.noise = {"a": 0.05, "b": 0.05}
+    weights = np.full((2, 300), 1.0 / 300)
+    after = believe(post, post.column("a", 1), weights)
+    assert np.array_equal(after[1], weights[1])  # b's draws as they were
+    assert not np.allclose(after[0], weights[0]) and np.isclose(after[0].sum(), 1.0)
+
+
 def test_the_loop_stops_when_no_run_is_worth_its_cost(bench, store_path):
     # a confidence the checks alone cannot reach, so only the value floor can stop the loop
     out = bench(*tune_args("--source", "synthetic", "--max-rounds", "20", "--future-runs",

@@ -27,9 +27,13 @@ posterior-mean time of today's choice minus that of the best choice after the
 run. Runs are ranked by that value per machine-second of their estimated
 cost, and a run is made only if its saving over the user's payoff horizon
 (``future_runs`` later runs of the choice) covers its cost
-(:func:`worth_its_cost`); an empty round ends the loop. A round takes several: after each pick the draws are reweighted as if
-it had come out at its predicted median (the "believer" heuristic), so the
-next pick is valued given the first and goes elsewhere. This values runs by
+(:func:`worth_its_cost`); an empty round ends the loop. A run's value is the
+best per-run share of the value of n runs at its size (KG(*)): one noisy
+run alone often cannot change the decision when four would. A round takes
+several: after each pick the draws of its algorithm (and only its: the
+algorithms' draws are independent) are reweighted as if it had come out at
+its predicted median (the "believer" heuristic), so the next pick is valued
+given the first and goes elsewhere. This values runs by
 what they do to the decision, unlike A-optimal design, which values them by
 what they do to the coefficients (mostly the same few sizes, whatever the
 ranking).
@@ -53,6 +57,7 @@ DRAWS = 400  # posterior draws of T per candidate
 OUTCOMES = 64  # hypothetical outcomes per candidate run in the knowledge gradient
 RUN_SIZES = 24  # candidate run sizes per algorithm: log-spaced over 1..max_ranks
 MIN_OBSERVATION_NOISE = 0.03  # floor of sigma in the likelihood (keeps the reweighting stable)
+REPEATS = (1, 2, 4, 8)  # KG(*): a run's value is the best per-run share of n runs at its size
 VERIFY_RATIO = 1.5  # a choice this close (as a ratio of sizes) to a measured size is checked
 DEFAULT_OVERHEAD = 1.3  # a run's cost over T(eps, m) * m before any run is seen: runs go past eps
 
@@ -121,10 +126,15 @@ class Posterior:
     def unchecked(self, column: int) -> bool:
         return self.check_size(column) is not None
 
+    def block(self, algorithm: str) -> slice:
+        """The columns of one algorithm."""
+        start = self.algorithms.index(algorithm) * self.m.size
+        return slice(start, start + self.m.size)
+
     def best_of(self, algorithm: str) -> int:
         """The column of the algorithm's own best size (lowest expected regret)."""
-        start = self.algorithms.index(algorithm) * self.m.size
-        return start + int(np.argmin(self.expected_regret[start:start + self.m.size]))
+        block = self.block(algorithm)
+        return block.start + int(np.argmin(self.expected_regret[block]))
 
     def contenders(self) -> list[int]:
         """The choice, then every other algorithm's own best, closest rival first."""
@@ -189,46 +199,62 @@ def run_sizes(max_ranks: int) -> np.ndarray:
     return np.unique(np.round(np.geomspace(1, max_ranks, RUN_SIZES)).astype(int))
 
 
-def _decision_value(times: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, int]:
-    means = weights @ times
-    return means, int(np.argmin(means))
+def _means(post: Posterior, weights: np.ndarray) -> np.ndarray:
+    """Posterior mean T of every candidate, each algorithm's block under its own weights."""
+    return np.concatenate([weights[k] @ post.times[:, post.block(a)]
+                           for k, a in enumerate(post.algorithms)])
 
 
 def knowledge_gradient(post: Posterior, columns: np.ndarray, weights: np.ndarray,
                        rng: np.random.Generator) -> np.ndarray:
-    """Expected drop in regret (seconds of T) from one run at each of ``columns``.
+    """Expected drop in regret (seconds of T) per run at each of ``columns``.
 
-    ``weights`` (summing to 1) is the current reweighting of the draws.
-    Outcomes share their random numbers across columns, so the values compare
-    like with like.
+    ``weights`` (one row per algorithm, each summing to 1) is the current
+    reweighting of each algorithm's draws. The algorithms' draws are
+    independent, so a run of one algorithm reweights only its own; one row
+    for all would let a run of gd reshuffle minibatch-sgd's draws by chance
+    and, over a round's picks, leave a handful of draws to decide with.
+    A run's value is the best per-run share of the value of n runs at its
+    size (n in REPEATS: KG(*), Frazier and Powell): one run alone often
+    cannot change the decision when a few would, and plain KG then calls
+    it worthless. Outcomes share their random numbers across columns, so the
+    values compare like with like.
     """
     times = post.times
     log_times = np.log(np.maximum(times, np.finfo(float).tiny))
-    _, now = _decision_value(times, weights)
-    base = rng.choice(times.shape[0], size=OUTCOMES, p=weights)
+    means_now = _means(post, weights)
+    now = int(np.argmin(means_now))
+    base = {a: rng.choice(times.shape[0], size=OUTCOMES, p=weights[k])
+            for k, a in enumerate(post.algorithms)}
     shocks = rng.standard_normal(OUTCOMES)
     values = np.zeros(columns.size)
     for k, column in enumerate(columns):
         algorithm, _ = post.candidate(int(column))
-        sigma = max(post.noise[algorithm], MIN_OBSERVATION_NOISE)
-        outcome = log_times[base, column] + sigma * shocks  # (outcomes,)
-        log_like = -0.5 * ((outcome[:, None] - log_times[None, :, column]) / sigma) ** 2
-        like = np.exp(log_like - log_like.max(axis=1, keepdims=True)) * weights[None, :]
-        like /= like.sum(axis=1, keepdims=True)
-        means = like @ times  # (outcomes, candidates): posterior means after each outcome
-        values[k] = float(np.mean(means[:, now] - means.min(axis=1)))
+        row, block = post.algorithms.index(algorithm), post.block(algorithm)
+        for n in REPEATS:
+            sigma = max(post.noise[algorithm], MIN_OBSERVATION_NOISE) / np.sqrt(n)
+            outcome = log_times[base[algorithm], column] + sigma * shocks  # mean of n runs
+            log_like = -0.5 * ((outcome[:, None] - log_times[None, :, column]) / sigma) ** 2
+            like = np.exp(log_like - log_like.max(axis=1, keepdims=True)) * weights[row][None, :]
+            like /= like.sum(axis=1, keepdims=True)
+            means = np.tile(means_now, (OUTCOMES, 1))  # (outcomes, candidates) after each
+            means[:, block] = like @ times[:, block]
+            values[k] = max(values[k], float(np.mean(means[:, now] - means.min(axis=1))) / n)
     return values
 
 
 def believe(post: Posterior, column: int, weights: np.ndarray) -> np.ndarray:
     """The weights after a run at ``column`` that came out at its weighted median."""
     algorithm, _ = post.candidate(column)
+    row = post.algorithms.index(algorithm)
     sigma = max(post.noise[algorithm], MIN_OBSERVATION_NOISE)
     log_times = np.log(np.maximum(post.times[:, column], np.finfo(float).tiny))
     order = np.argsort(log_times)
-    median = log_times[order][np.searchsorted(np.cumsum(weights[order]), 0.5)]
-    updated = weights * np.exp(-0.5 * ((log_times - median) / sigma) ** 2)
-    return updated / updated.sum()
+    median = log_times[order][np.searchsorted(np.cumsum(weights[row][order]), 0.5)]
+    updated = weights.copy()
+    updated[row] = weights[row] * np.exp(-0.5 * ((log_times - median) / sigma) ** 2)
+    updated[row] /= updated[row].sum()
+    return updated
 
 
 @dataclass
@@ -294,7 +320,7 @@ def plan(post: Posterior, overhead: dict[str, float], budget_left: float, runs: 
 
     cost = np.array([cost_of(int(c)) for c in columns])
     choice_time, choice_cost = float(median[post.choice]), cost_of(post.choice)
-    weights = np.full(post.times.shape[0], 1.0 / post.times.shape[0])
+    weights = np.full((len(post.algorithms), post.times.shape[0]), 1.0 / post.times.shape[0])
     slot = budget_left / max(rounds_left, 1) / runs
     chosen: list[PlannedRun] = []
     spent = 0.0

@@ -114,6 +114,27 @@ def all_features(x: np.ndarray, m: np.ndarray,
                     axis=-1)
 
 
+def no_superlinear_speedup(iterations: np.ndarray, m: np.ndarray, start: float) -> np.ndarray:
+    """Iterations to eps (last axis over the sorted sizes ``m``) that fall no faster than 1/m
+    from size ``start`` up: I(m) * m, the machine-iterations, never decreases.
+
+    m machines do at most m times the work of one per iteration, so no method
+    needs fewer machine-iterations with more machines (minibatch SGD at best
+    keeps them constant: the linear-scaling regime). The families cannot say
+    so: a free offset extrapolated beyond the runs can fall through zero, and
+    a draw then reaches eps in one iteration at m = 128 (`minibatch-far` seed 7
+    measured at m = 1..8: 195 of minibatch-sgd's 400 draws fell faster). Below
+    ``start`` (the smallest measured size) nothing is bounded: going down,
+    the bound would run the other way, from an extrapolation.
+    """
+    out = np.array(iterations, dtype=float)
+    above = m >= start
+    work = out[..., above] * m[above]
+    out[..., above] = np.maximum(out[..., above],
+                                 np.maximum.accumulate(work, axis=-1) / m[above])
+    return out
+
+
 @dataclass
 class ConvergenceModel:
     family: Family

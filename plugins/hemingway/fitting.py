@@ -8,8 +8,8 @@ import numpy as np
 
 from harness.errors import BenchUsageError
 from plugins.hemingway.convergence import (
-    ConvergenceModel, Family, LevelPoints, fit_convergence, level_points, reference_subopt,
-    select_family,
+    ConvergenceModel, Family, LevelPoints, fit_convergence, level_points,
+    no_superlinear_speedup, reference_subopt, select_family,
 )
 from plugins.hemingway.measurements import Measurements, Run
 from plugins.hemingway.system_model import SystemModel, Term, fit_system
@@ -35,11 +35,16 @@ class AlgorithmFit:
         """Whole iterations: the first one at or past the predicted crossing of eps.
 
         At least one when eps is below where the curves start: free offsets
-        extrapolated far enough can cancel the rate and predict zero.
+        extrapolated far enough can cancel the rate and predict zero. Never
+        falling faster than 1/m beyond the smallest measured size
+        (:func:`~plugins.hemingway.convergence.no_superlinear_speedup`).
         """
+        m = np.asarray(m, dtype=float)
+        grid = np.union1d(m, self.sizes[:1])
+        bounded = no_superlinear_speedup(self.convergence.iterations_to(eps, grid), grid,
+                                         self.sizes[0])
         fewest = 1.0 if eps < self.convergence.s_ref else 0.0
-        return np.maximum(fewest, np.ceil(
-            self.convergence.iterations_to(eps, np.asarray(m, dtype=float))))
+        return np.maximum(fewest, np.ceil(bounded[np.searchsorted(grid, m)]))
 
     def time_to(self, eps: float, m: np.ndarray) -> np.ndarray:
         return self.iterations(eps, m) * self.system.predict(m)

@@ -41,7 +41,10 @@ the noise at the measured sizes does to it through the model's design:
   family chosen by the one-standard-error rule, the rest is spread by
   pseudo-Bayesian model averaging of the leave-one-size-out scores (weight
   proportional to exp of the held-out Gaussian log density, score**(-K/2)
-  for K folds).
+  for K folds). Every draw's I(eps, m) * m (machine-iterations) is then made
+  non-decreasing from the smallest measured size up
+  (:func:`~plugins.hemingway.convergence.no_superlinear_speedup`): no
+  family forbids a free offset from falling through zero beyond the runs.
 
 Assumptions and limits: the true f(m) is a non-negative mix of the terms and
 the true I(eps, m) is close to one of the families; the noise is
@@ -58,7 +61,9 @@ from typing import Sequence
 
 import numpy as np
 
-from plugins.hemingway.convergence import FAMILIES, Family, LevelPoints, all_features, solve_family
+from plugins.hemingway.convergence import (
+    FAMILIES, Family, LevelPoints, all_features, no_superlinear_speedup, solve_family,
+)
 from plugins.hemingway.fitting import AlgorithmFit
 from plugins.hemingway.nnls import nnls_gram
 from plugins.hemingway.system_model import Term, design_matrix
@@ -253,7 +258,8 @@ def iteration_draws(
     sigma = _sigma_draws(convergence_noise(fit), [convergence_noise(o) for o in others],
                          draws, rng)
     x = max(float(np.log(fit.convergence.s_ref / eps)), 0.0)
-    out, start = np.empty((draws, m.size)), 0
+    grid = np.union1d(m, fit.sizes[:1])  # sorted, with the bound's starting size
+    out, start = np.empty((draws, grid.size)), 0
     for family, count in zip(families, counts):
         if not count:
             continue
@@ -264,9 +270,10 @@ def iteration_draws(
         shift = np.exp(spread * rng.standard_normal((count, len(points))) + _centring(spread))
         solutions = solve_family(np.broadcast_to(gram, (count,) + gram.shape),
                                  np.einsum("br,ri->bi", shift, rhs), family)
-        features = all_features(np.full(m.shape, x), m, family.offsets + family.rates)
+        features = all_features(np.full(grid.shape, x), grid, family.offsets + family.rates)
         out[start:start + count] = np.einsum("bk,mk->bm", solutions, features)
         start += count
+    out = no_superlinear_speedup(out, grid, fit.sizes[0])[:, np.searchsorted(grid, m)]
     fewest = 1.0 if eps < fit.convergence.s_ref else 0.0  # as AlgorithmFit.iterations
     return np.maximum(fewest, np.ceil(out[rng.permutation(draws)]))
 
