@@ -181,7 +181,8 @@ def run_noise(fit: AlgorithmFit, others: Sequence[AlgorithmFit]) -> float:
 
 def posterior(fits: Sequence[AlgorithmFit], eps: float, terms: Sequence[Term], max_ranks: int,
               rng: np.random.Generator, tolerance: float = 0.05,
-              draws: int = DRAWS) -> Posterior:
+              draws: int | None = None) -> Posterior:
+    draws = draws or DRAWS  # read at call time: the benchmark's --draws sets DRAWS
     m = np.arange(1, max_ranks + 1, dtype=float)
     blocks, noise = [], {}
     for fit in fits:
