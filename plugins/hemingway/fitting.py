@@ -39,12 +39,21 @@ class AlgorithmFit:
         falling faster than 1/m beyond the smallest measured size
         (:func:`~plugins.hemingway.convergence.no_superlinear_speedup`).
         """
-        m = np.asarray(m, dtype=float)
-        grid = np.union1d(m, self.sizes[:1])
-        bounded = no_superlinear_speedup(self.convergence.iterations_to(eps, grid), grid,
-                                         self.sizes[0])
+        grid = self.iteration_grid(m)
+        return self.whole_iterations(eps, self.convergence.iterations_to(eps, grid), grid, m)
+
+    def iteration_grid(self, m: np.ndarray) -> np.ndarray:
+        """The sizes to predict I at for ``m``: sorted, with the bound's starting size."""
+        return np.union1d(np.asarray(m, dtype=float), self.sizes[:1])
+
+    def whole_iterations(self, eps: float, predicted: np.ndarray, grid: np.ndarray,
+                         m: np.ndarray) -> np.ndarray:
+        """Continuous I predicted on :meth:`iteration_grid` (last axis) to whole iterations
+        at ``m``: bounded, rounded up, at least one (the point fit and every draw alike)."""
+        bounded = no_superlinear_speedup(predicted, grid, self.sizes[0])
         fewest = 1.0 if eps < self.convergence.s_ref else 0.0
-        return np.maximum(fewest, np.ceil(bounded[np.searchsorted(grid, m)]))
+        at_m = bounded[..., np.searchsorted(grid, np.asarray(m, dtype=float))]
+        return np.maximum(fewest, np.ceil(at_m))
 
     def time_to(self, eps: float, m: np.ndarray) -> np.ndarray:
         return self.iterations(eps, m) * self.system.predict(m)

@@ -61,9 +61,7 @@ from typing import Sequence
 
 import numpy as np
 
-from plugins.hemingway.convergence import (
-    FAMILIES, Family, LevelPoints, all_features, no_superlinear_speedup, solve_family,
-)
+from plugins.hemingway.convergence import FAMILIES, Family, LevelPoints, all_features, solve_family
 from plugins.hemingway.fitting import AlgorithmFit
 from plugins.hemingway.nnls import nnls_gram
 from plugins.hemingway.system_model import Term, design_matrix
@@ -258,7 +256,7 @@ def iteration_draws(
     sigma = _sigma_draws(convergence_noise(fit), [convergence_noise(o) for o in others],
                          draws, rng)
     x = max(float(np.log(fit.convergence.s_ref / eps)), 0.0)
-    grid = np.union1d(m, fit.sizes[:1])  # sorted, with the bound's starting size
+    grid = fit.iteration_grid(m)
     out, start = np.empty((draws, grid.size)), 0
     for family, count in zip(families, counts):
         if not count:
@@ -273,9 +271,7 @@ def iteration_draws(
         features = all_features(np.full(grid.shape, x), grid, family.offsets + family.rates)
         out[start:start + count] = np.einsum("bk,mk->bm", solutions, features)
         start += count
-    out = no_superlinear_speedup(out, grid, fit.sizes[0])[:, np.searchsorted(grid, m)]
-    fewest = 1.0 if eps < fit.convergence.s_ref else 0.0  # as AlgorithmFit.iterations
-    return np.maximum(fewest, np.ceil(out[rng.permutation(draws)]))
+    return fit.whole_iterations(eps, out[rng.permutation(draws)], grid, m)
 
 
 # --------------------------------------------------------------------------- public
